@@ -1,0 +1,14 @@
+"""NSA attention: the config, the PyTorch reference, compression, and the Triton kernels."""
+
+from .compression import CompressionMLP, mean_pool_compress
+from .config import NSAConfig
+from .reference import full_attention_ref, nsa_attention_ref, nsa_select_blocks
+
+__all__ = [
+    "CompressionMLP",
+    "NSAConfig",
+    "full_attention_ref",
+    "mean_pool_compress",
+    "nsa_attention_ref",
+    "nsa_select_blocks",
+]

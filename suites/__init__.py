@@ -1,0 +1,1 @@
+"""Benchmark and evaluation suites: kernels, needle-in-a-haystack, LongBench, lm-eval."""
