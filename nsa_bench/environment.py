@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -71,7 +72,12 @@ def _nvidia_driver() -> str | None:
 
 @functools.cache
 def git_revision() -> str:
-    """The source tree's git revision (with '-dirty' for uncommitted changes), or 'unknown'."""
+    """The source tree's git revision (with '-dirty' for uncommitted changes), or 'unknown'.
+
+    NSA_BENCH_GIT_REV overrides it, for copies of the tree that travel without .git (a GPU runner).
+    """
+    if os.environ.get("NSA_BENCH_GIT_REV"):
+        return os.environ["NSA_BENCH_GIT_REV"]
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
