@@ -1,0 +1,167 @@
+"""load_lm: our models and Hugging Face models behind the nsa_bench.lm.CausalLM interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from nsa_bench.errors import UsageError
+from nsa_bench.kernels import NSAConfig
+
+from .checkpoint import is_checkpoint, load_checkpoint
+from .config import ATTENTIONS, PRESETS, preset
+from .model import Transformer
+from .tokenizer import load_tokenizer
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (as in training), nothing elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+class _Greedy:
+    """Greedy generation with stop strings over a subclass's _start(ids) / _next(token) logits."""
+
+    eos_id: int | None = None
+
+    def generate(self, ids: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> list[int]:
+        """Greedy continuation: new ids only, ending at EOS or once the new text contains a stop string.
+        The prompt is cut from the left to leave room for max_new_tokens within max_length."""
+        ids = list(ids)[-max(1, self.max_length - max_new_tokens) :]
+        out: list[int] = []
+        with torch.no_grad():
+            logits = self._start(ids)
+            for _ in range(max_new_tokens):
+                nxt = int(logits.argmax(-1))
+                out.append(nxt)
+                if nxt == self.eos_id or (stop and any(s in self.decode(out) for s in stop)):
+                    break
+                logits = self._next(nxt)
+        return out
+
+
+class NativeLM(_Greedy):
+    """One of our Transformer models with its tokenizer (CausalLM)."""
+
+    def __init__(self, model: Transformer, name: str):
+        self.model = model.eval()
+        self.name = name
+        self.attention = model.cfg.attention
+        self.max_length = model.cfg.max_seq_len
+        self.device = model.embed.weight.device
+        self.tokenizer = load_tokenizer(model.cfg.tokenizer)
+        self.eos_id = self.tokenizer.eos_id
+        self._cache = None
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), _autocast(self.device):
+            return self.model(ids.to(self.device)).float()
+
+    def _start(self, ids: list[int]) -> torch.Tensor:
+        self._cache = self.model.new_cache()
+        with _autocast(self.device):
+            return self.model(torch.tensor([ids], device=self.device), self._cache)[0, -1]
+
+    def _next(self, token: int) -> torch.Tensor:
+        with _autocast(self.device):
+            return self.model(torch.tensor([[token]], device=self.device), self._cache)[0, -1]
+
+
+class HFLM(_Greedy):
+    """A Hugging Face causal LM from a local directory, with full (SDPA) or NSA attention (CausalLM)."""
+
+    def __init__(self, path: str, attention: str, device: torch.device, nsa_config: NSAConfig | None, dtype=None):
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from . import hf_nsa
+
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path,
+            attn_implementation="nsa" if attention == "nsa" else "sdpa",
+            local_files_only=True,
+            **{dtype_key: dtype},
+        ).to(device).eval()
+        if attention == "nsa" and nsa_config is not None:
+            hf_nsa.set_model_nsa(self.model, config=nsa_config)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.name = path
+        self.attention = attention
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.device = device
+        self.eos_id = self.tokenizer.eos_token_id
+        self._past = None
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(input_ids=ids.to(self.device)).logits.float()
+
+    def _start(self, ids: list[int]) -> torch.Tensor:
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        self._past = out.past_key_values
+        return out.logits[0, -1].float()
+
+    def _next(self, token: int) -> torch.Tensor:
+        out = self.model(
+            input_ids=torch.tensor([[token]], device=self.device), past_key_values=self._past, use_cache=True
+        )
+        self._past = out.past_key_values
+        return out.logits[0, -1].float()
+
+
+def load_lm(
+    path_or_preset: str | Path,
+    attention: str | None = None,
+    device: str | torch.device | None = None,
+    nsa_config: NSAConfig | str | None = None,
+    *,
+    nsa_impl: str = "auto",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+):
+    """A CausalLM for our checkpoint directory, a preset name (random weights, seeded), or a Hugging Face
+    model directory (config.json not ours).
+
+    attention: 'nsa' or 'full'; None means the checkpoint's own (presets: 'nsa'; Hugging Face: 'full').
+    Our checkpoints run only with the attention they were trained with. nsa_config overrides the NSA
+    block sizes (str 'l/d/l_sel/n/w' or NSAConfig). device defaults to CUDA when present.
+    """
+    if attention is not None and attention not in ATTENTIONS:
+        raise UsageError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    nsa = None if nsa_config is None else str(nsa_config if isinstance(nsa_config, NSAConfig) else NSAConfig.parse(str(nsa_config)))
+    spec = str(path_or_preset)
+    changes = {} if nsa is None else {"nsa": nsa}
+    if spec in PRESETS and not Path(spec).exists():
+        torch.manual_seed(seed)
+        model = Transformer(preset(spec, attention=attention or "nsa", **changes), nsa_impl=nsa_impl).to(device)
+        return NativeLM(model, spec)
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{spec} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json")
+    if is_checkpoint(path):
+        model = load_checkpoint(path, device, nsa_impl=nsa_impl, **changes)
+        if attention is not None and attention != model.cfg.attention:
+            raise UsageError(f"{spec} was trained with {model.cfg.attention} attention; it cannot run with {attention}")
+        return NativeLM(model, spec)
+    if nsa_impl != "auto":
+        from . import hf_nsa
+
+        hf_nsa.configure(impl=nsa_impl)
+    return HFLM(spec, attention or "full", device, nsa, dtype)

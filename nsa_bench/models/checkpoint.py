@@ -1,0 +1,45 @@
+"""Checkpoints of our models: model.safetensors plus config.json (marked as nsa-bench's own)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from .config import ModelConfig
+from .model import Transformer
+
+FORMAT = "nsa-bench-lm"
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether path is a directory holding one of our checkpoints (not a Hugging Face model)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def save_checkpoint(model: Transformer, path: str | Path) -> Path:
+    """Write model.safetensors and config.json into directory path; returns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps({"format": FORMAT, **model.cfg.to_dict()}, indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", nsa_impl: str = "auto", **changes) -> Transformer:
+    """The model saved in directory path, on device; `changes` override config fields (e.g. nsa)."""
+    path = Path(path)
+    if not is_checkpoint(path):
+        raise ValueError(f"{path} is not an nsa-bench checkpoint (no config.json with format {FORMAT!r})")
+    cfg = ModelConfig.from_dict(json.loads((path / "config.json").read_text())).with_(**changes)
+    model = Transformer(cfg, nsa_impl=nsa_impl)
+    load_model(model, str(path / "model.safetensors"), device=str(device))
+    return model.to(device)
