@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -41,6 +43,190 @@ def env() -> None:
 
     for key, value in environment_info().items():
         typer.echo(f"{key:16s} {value}")
+
+
+@app.command()
+def train(
+    data: str = typer.Option(..., "--data", help="Text file or folder of .txt/.md files to train on."),
+    attn: str = typer.Option("both", "--attn", help="nsa, full, or both (a pair: same seed, data order and budget)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (~25M params, 8k context)."),
+    ctx: int = typer.Option(None, "--ctx", help="Context length in tokens (default: the preset's; tiny 256, small 2048, gpu 8192)."),
+    batch: int = typer.Option(None, "--batch", help="Sequences per step (default: the preset's)."),
+    max_steps: int = typer.Option(None, "--max-steps", help="Step budget per model."),
+    time_budget: float = typer.Option(None, "--time-budget", help="Seconds of training per model (eval, checkpoints not counted)."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
+    synthetic_frac: float = typer.Option(0.25, "--synthetic-frac", help="Share of each batch that is passkey / key-value retrieval."),
+    eval_every: int = typer.Option(None, "--eval-every", help="Steps between held-out evaluations (default: the preset's)."),
+    save_every: int = typer.Option(200, "--save-every", help="Steps between checkpoints (and one at the end)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the data order."),
+    nsa: str = typer.Option(None, "--nsa", help="NSA block sizes l/d/l_sel/n/w (default: the preset's; gpu 32/16/64/16/512)."),
+    nsa_impl: str = typer.Option("auto", "--nsa-impl", help="auto (Triton on CUDA, checked first; reference on CPU), triton, reference."),
+    device: str = typer.Option(None, "--device", help="cuda or cpu (default: cuda when present)."),
+    out: str = typer.Option("runs/train", "--out", help="Folder for checkpoints (OUT/nsa, OUT/full), the CSV and the plot."),
+    csv: str = typer.Option(None, "--csv", help="Train CSV (default: OUT/train.csv)."),
+    plot: str = typer.Option(None, "--plot", help="Loss plot PNG (default: OUT/train_loss.png)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT up to the budget."),
+) -> None:
+    """Train an NSA / full-attention pair (or one model) on local text plus synthetic retrieval; CSV, plot, checkpoints."""
+    from nsa_bench.train import TrainConfig
+    from nsa_bench.train import train as run_training
+
+    config = TrainConfig(
+        data=data, out=out, preset=preset, attention=attn, ctx=ctx, batch=batch, max_steps=max_steps,
+        time_budget=time_budget, lr=lr, synthetic_frac=synthetic_frac, eval_every=eval_every,
+        save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
+    )
+    try:
+        config = config.resolved()
+        finals = run_training(config)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(str(error)) from None
+    for attention, row in finals.items():
+        typer.echo(
+            f"{attention:4s} steps {row.get('step')}  loss {row.get('loss', float('nan')):.4f}  "
+            f"held-out {row.get('val_loss', float('nan')):.4f}  retrieval acc {row.get('val_answer_acc', float('nan')):.2f}  "
+            f"{row.get('tokens_per_s', float('nan')):,.0f} tok/s  {row.get('status', 'ok')}"
+        )
+    typer.echo(f"csv {config.csv}\nplot {config.plot}\ncheckpoints {out}/<attention>")
+
+
+@app.command()
+def kernels(
+    seq: str = typer.Option(None, "--seq", help="Sequence lengths, e.g. 8k,16k,32k,64k or 65536. [default: 8k,16k,32k,64k]"),
+    batch: int = typer.Option(None, "--batch", help="Batch of fwd/bwd. [default: 1]"),
+    q_heads: int = typer.Option(None, "--q-heads", help="Query heads. [default: 64]"),
+    kv_heads: int = typer.Option(None, "--kv-heads", help="Key/value heads. [default: 4]"),
+    dk: int = typer.Option(None, "--dk", help="Query/key head dim. [default: 128]"),
+    dv: int = typer.Option(None, "--dv", help="Value head dim. [default: 128]"),
+    dtype: str = typer.Option(None, "--dtype", help="bf16 or fp16. [default: bf16]"),
+    nsa_config: str = typer.Option(None, "--nsa-config", help="NSA l/d/l_sel/n/w. [default: 32/16/64/16/512]"),
+    cmp_block: int = typer.Option(None, "--cmp-block", help="Override l of --nsa-config."),
+    cmp_stride: int = typer.Option(None, "--cmp-stride", help="Override d of --nsa-config."),
+    slc_block: int = typer.Option(None, "--slc-block", help="Override l_sel of --nsa-config."),
+    slc_count: int = typer.Option(None, "--slc-count", help="Override n of --nsa-config."),
+    window: int = typer.Option(None, "--window", help="Override w of --nsa-config."),
+    impl: str = typer.Option(None, "--impl", help="Any of nsa,fa2,cudnn,ref. [default: nsa,fa2,cudnn]"),
+    mode: str = typer.Option(None, "--mode", help="Any of fwd,bwd,decode. [default: fwd,bwd,decode]"),
+    stages: bool = typer.Option(True, "--stages/--no-stages", help="Also time the NSA forward stage by stage."),
+    decode_batch: int = typer.Option(None, "--decode-batch", help="Sequences per decode step. [default: 8]"),
+    warmup: int = typer.Option(None, "--warmup", help="Untimed calls before timing. [default: 5]"),
+    repeats: int = typer.Option(None, "--repeats", help="Timed calls (median, p20, p80). [default: 20]"),
+    check_rows: int = typer.Option(None, "--check-rows", help="Query rows of the forward check. [default: 1024]"),
+    check_prefix: int = typer.Option(None, "--check-prefix", help="Causal prefix of the backward check. [default: 2048]"),
+    ref_max_len: int = typer.Option(None, "--ref-max-len", help="Longest T at which ref is timed. [default: 4096]"),
+    out: str = typer.Option("results", "--out", help="Folder of the CSV, kernels_<tag>.csv."),
+    reports: str = typer.Option("reports", "--reports", help="Folder of kernels_<tag>.md and its PNGs."),
+    tag: str = typer.Option(None, "--tag", help="Name of the run's files. [default: the GPU, e.g. h100_80gb_hbm3]"),
+    interpret: bool = typer.Option(False, "--interpret", help="CPU smoke run of the whole pipeline under the Triton interpreter, tiny sizes."),
+) -> None:
+    """Kernel speed: NSA against FlashAttention-2 and cuDNN attention, fwd, bwd, decode; CSV, plots, markdown."""
+    import os
+
+    if interpret:  # before anything imports triton
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    if not interpret and not torch.cuda.is_available():
+        raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
+    from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
+
+    spec, command = spec_from_options(
+        interpret=interpret, seq=seq, batch=batch, q_heads=q_heads, kv_heads=kv_heads, dk=dk, dv=dv, dtype=dtype,
+        nsa_config=nsa_config, cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
+        slc_count=slc_count, window=window, impl=impl, mode=mode, stages=stages, decode_batch=decode_batch,
+        warmup=warmup, repeats=repeats, check_rows=check_rows, check_prefix=check_prefix,
+        ref_max_len=ref_max_len, out=out, reports=reports, tag=tag,
+    )
+    run_kernel_bench(spec, out, reports, tag, command=command)
+
+
+@app.command()
+def needle(
+    model: List[str] = typer.Option(
+        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    ),
+    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    ctx: str = typer.Option("8k", "--ctx", help="Longest context (a ladder of up to 5 lengths) or a list: 8k,16k,32k."),
+    depths: str = typer.Option("11", "--depths", help="Number of depths from 0 to 100%, or a list: 0,0.25,0.5 or 0%,50%."),
+    trials: int = typer.Option(3, "--trials", help="Trials per cell (trial t uses seed + t)."),
+    seed: int = typer.Option(0, "--seed", help="Base seed of the pass keys and the generated haystack."),
+    haystack: Optional[Path] = typer.Option(
+        None, "--haystack", help="Folder of .txt files for the haystack (default: built-in generated sentences)."
+    ),
+    needle_text: Optional[str] = typer.Option(None, "--needle", help="Needle text with a {value} placeholder."),
+    question: Optional[str] = typer.Option(None, "--question", help="Question at the end of the prompt."),
+    digits: int = typer.Option(5, "--digits", help="Digits of the random value."),
+    extrapolate: bool = typer.Option(
+        False, "--extrapolate", help="Also run lengths beyond the model's max_length (else: unsupported rows)."
+    ),
+    out: Path = typer.Option(Path("results/needle.csv"), "--out", help="Result CSV (rows appended, resumable)."),
+    report_dir: Path = typer.Option(Path("reports"), "--report-dir", help="Where the heatmap PNGs go."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+) -> None:
+    """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
+    from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, run_needle
+    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+
+    grid = NeedleGrid(
+        ctx_lens=parse_ctx(ctx),
+        depths=parse_depths(depths),
+        trials=trials,
+        seed=seed,
+        needle=needle_text or DEFAULT_NEEDLE,
+        question=question or DEFAULT_QUESTION,
+        haystack_dir=None if haystack is None else str(haystack),
+        digits=digits,
+        extrapolate=extrapolate,
+    )
+    models = models_by_attention(model, attentions(attn))
+    for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"rows in {out}")
+
+
+longbench_app = typer.Typer(
+    help="LongBench (v1, LongBench-E) on local JSONL files: generate with a model, or score predictions.",
+    no_args_is_help=True,
+)
+app.add_typer(longbench_app, name="longbench")
+
+
+@longbench_app.command("run")
+def longbench_run(
+    data: Path = typer.Option(..., "--data", help="Folder of LongBench files <subset>.jsonl (official format)."),
+    model: List[str] = typer.Option(
+        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    ),
+    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    datasets: Optional[List[str]] = typer.Option(
+        None, "--datasets", help="Subsets, comma-separated or repeated (default: all files in --data)."
+    ),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="First N examples of each subset."),
+    out: Path = typer.Option(Path("results/longbench.csv"), "--out", help="Result CSV (rows appended, resumable)."),
+    preds: Path = typer.Option(
+        Path("results/longbench_preds"), "--preds", help="Folder for prediction JSONL files (resumable)."
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+) -> None:
+    """Generate LongBench predictions (official prompts, middle truncation, greedy) and score them."""
+    from nsa_bench.suites.longbench.commands import run_command
+
+    run_command(data, model, attn, datasets, max_examples, out, preds, device, nsa_config)
+
+
+@longbench_app.command("score")
+def longbench_score(
+    predictions: Path = typer.Option(..., "--predictions", help="A <subset>.jsonl prediction file or a folder of them."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also append the rows to this CSV."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model label for the rows (default: the path)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="Attention label for the rows."),
+) -> None:
+    """Score existing predictions (lines with pred, answers, all_classes, length) as LongBench's eval.py."""
+    from nsa_bench.suites.longbench.commands import score_command
+
+    score_command(predictions, out, model, attn)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,316 @@
+"""Train one model, or an NSA / full-attention pair with the same seed, data order and budget.
+
+Each step's loss, answer loss (on the synthetic retrieval answers) and throughput go to a CSV as
+they are produced; held-out loss and retrieval accuracy every eval_every steps; a checkpoint (a
+directory load_lm reads, plus the optimizer state) every save_every steps and at the end. The
+budget is steps and/or seconds of training time (eval and checkpointing not counted; one untimed
+warm-up step on CUDA compiles the kernels first, so both attentions start on equal terms).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from nsa_bench.models import Transformer, load_checkpoint, preset, save_checkpoint
+from nsa_bench.models.nsa_backend import nsa_function
+from nsa_bench.models.tokenizer import load_tokenizer
+from nsa_bench.results import ResultWriter
+from nsa_bench.train_data import TrainData, load_corpus
+
+# Training settings that suit each model preset (TrainConfig fields left None take these).
+PRESET_DEFAULTS = {
+    "tiny": dict(ctx=256, batch=4, lr=3e-3, warmup_steps=2, eval_every=10, eval_batches=1),
+    "small": dict(ctx=2048, batch=8, lr=2e-3, warmup_steps=20, eval_every=50, eval_batches=2),
+    "gpu": dict(ctx=8192, batch=8, lr=1e-3, warmup_steps=30, eval_every=100, eval_batches=2),
+}
+
+
+@dataclass
+class TrainConfig:
+    """What to train and for how long; None fields take the preset's defaults (PRESET_DEFAULTS)."""
+
+    data: str
+    out: str
+    preset: str = "tiny"
+    attention: str = "both"
+    ctx: int | None = None
+    batch: int | None = None
+    max_steps: int | None = None
+    time_budget: float | None = None
+    lr: float | None = None
+    warmup_steps: int | None = None
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    synthetic_frac: float = 0.25
+    eval_every: int | None = None
+    eval_batches: int | None = None
+    save_every: int = 200
+    seed: int = 0
+    device: str | None = None
+    nsa: str | None = None
+    nsa_impl: str = "auto"
+    csv: str | None = None
+    plot: str | None = None
+    resume: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the preset defaults filled in, checked; ValueError on bad values."""
+        if self.preset not in PRESET_DEFAULTS:
+            raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESET_DEFAULTS)}")
+        if self.attention not in ("nsa", "full", "both"):
+            raise ValueError(f"attention must be nsa, full or both, got {self.attention!r}")
+        if self.max_steps is None and self.time_budget is None:
+            raise ValueError("give a budget: a step count (--max-steps) and/or seconds (--time-budget)")
+        values = {**PRESET_DEFAULTS[self.preset], **{k: v for k, v in asdict(self).items() if v is not None}}
+        cfg = TrainConfig(**values)
+        for name in ("ctx", "batch", "eval_every", "eval_batches", "save_every"):
+            if getattr(cfg, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+        if cfg.max_steps is not None and cfg.max_steps <= 0:
+            raise ValueError(f"max_steps must be positive, got {cfg.max_steps}")
+        if cfg.time_budget is not None and cfg.time_budget <= 0:
+            raise ValueError(f"time_budget must be positive, got {cfg.time_budget}")
+        cfg.csv = cfg.csv or str(Path(cfg.out) / "train.csv")
+        cfg.plot = cfg.plot or str(Path(cfg.out) / "train_loss.png")
+        return cfg
+
+    @property
+    def attentions(self) -> tuple[str, ...]:
+        return ("nsa", "full") if self.attention == "both" else (self.attention,)
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over warmup_steps, then cosine decay to 10% as progress (0..1 of the budget) ends."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def progress_of(cfg: TrainConfig, step: int, wall: float) -> float:
+    """Fraction of the budget used: the larger of steps and seconds when both are given."""
+    parts = []
+    if cfg.max_steps is not None:
+        parts.append(step / cfg.max_steps)
+    if cfg.time_budget is not None:
+        parts.append(wall / cfg.time_budget)
+    return max(parts)
+
+
+def lm_loss(model: Transformer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean next-token loss, per-token losses [B, T], and per-token argmax hits [B, T]."""
+    logits = model(ids[:, :-1])
+    targets = ids[:, 1:]
+    per_token = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+    return per_token.mean(), per_token.detach(), (logits.detach().argmax(-1) == targets)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_triton_nsa(cfg: TrainConfig, device: torch.device) -> str:
+    """On CUDA with nsa_impl 'triton', confirm the kernel runs and matches the reference (forward and
+    backward, bf16, the model's head sizes). Returns what will run; raises RuntimeError saying why not."""
+    mcfg = preset(cfg.preset, **({"nsa": cfg.nsa} if cfg.nsa else {}))
+    if device.type != "cuda" or cfg.nsa_impl == "reference":
+        return "PyTorch reference (nsa_attention_ref)"
+    fn = nsa_function(device, "triton")
+    from nsa_bench.kernels import mean_pool_compress, nsa_attention_ref
+
+    nsa = mcfg.nsa_config
+    t = min(cfg.ctx, 2048)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, device=device, generator=gen, dtype=torch.bfloat16).requires_grad_()
+
+    b, hq, h, d = 1, mcfg.n_heads, mcfg.n_kv_heads, mcfg.head_dim
+    q, k, v = rand(b, t, hq, d), rand(b, t, h, d), rand(b, t, h, d)
+    gates = [torch.rand(b, t, hq, device=device, generator=gen).to(torch.bfloat16).requires_grad_() for _ in range(3)]
+    results = []
+    try:
+        for f in (fn, nsa_attention_ref):
+            for x in (q, k, v, *gates):
+                x.grad = None
+            out = f(q, k, v, mean_pool_compress(k, nsa), mean_pool_compress(v, nsa), *gates, nsa)
+            out.float().square().sum().backward()
+            results.append([out.float(), q.grad.float(), k.grad.float(), v.grad.float()])
+    except Exception as error:  # the kernel failed to compile or run on this GPU
+        raise RuntimeError(f"the Triton NSA kernel failed on {torch.cuda.get_device_name(device)}: "
+                           f"{type(error).__name__}: {error}") from error
+    for name, got, want in zip(("output", "dq", "dk", "dv"), *results):
+        err = float((got - want).norm() / want.norm().clamp_min(1e-6))
+        if not math.isfinite(err) or err > 0.05:
+            raise RuntimeError(f"the Triton NSA kernel disagrees with the reference on {name}: relative error {err:.3g}")
+    return "Triton (nsa_bench.kernels.nsa_attention)"
+
+
+class _Run:
+    """One model's training state: model, optimizer, step, training seconds so far."""
+
+    def __init__(self, cfg: TrainConfig, attention: str, device: torch.device, tokenizer):
+        self.cfg, self.attention, self.device = cfg, attention, device
+        self.dir = Path(cfg.out) / attention
+        vocab = preset(cfg.preset).vocab_size if tokenizer.name == "byte" else _round_up(tokenizer.vocab_size, 64)
+        changes = dict(attention=attention, max_seq_len=cfg.ctx, vocab_size=vocab, **({"nsa": cfg.nsa} if cfg.nsa else {}))
+        torch.manual_seed(cfg.seed)
+        state = None
+        if cfg.resume and (self.dir / "train_state.pt").is_file():
+            self.model = load_checkpoint(self.dir, device, nsa_impl=cfg.nsa_impl)
+            state = torch.load(self.dir / "train_state.pt", map_location=device, weights_only=False)
+        else:
+            self.model = Transformer(preset(cfg.preset, **changes), nsa_impl=cfg.nsa_impl).to(device)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        other = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95), **({"fused": True} if device.type == "cuda" else {}),
+        )
+        self.step, self.wall, self.tokens = 0, 0.0, 0
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.wall, self.tokens = state["step"], state["wall"], state["tokens"]
+
+    def done(self) -> bool:
+        return progress_of(self.cfg, self.step, self.wall) >= 1.0
+
+    def save(self) -> None:
+        save_checkpoint(self.model, self.dir)
+        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "wall": self.wall,
+                    "tokens": self.tokens, "train_config": asdict(self.cfg)}, self.dir / "train_state.pt")
+
+    def train_step(self, ids: torch.Tensor, mask: torch.Tensor) -> dict:
+        cfg = self.cfg
+        lr = lr_at(cfg, self.step, progress_of(cfg, self.step, self.wall))
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        with _autocast(self.device):
+            loss, per_token, _ = lm_loss(self.model, ids)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+        self.step += 1
+        self.wall += seconds
+        n_tokens = ids.shape[0] * (ids.shape[1] - 1)
+        self.tokens += n_tokens
+        answer_loss = float(per_token[mask].mean()) if mask.any() else float("nan")
+        return {"step": self.step, "loss": float(loss.detach()), "answer_loss": answer_loss, "lr": lr,
+                "grad_norm": float(grad_norm), "step_s": seconds, "tokens_per_s": n_tokens / seconds,
+                "wall_s": self.wall, "tokens": self.tokens}
+
+    def warm_up(self, ids: torch.Tensor) -> None:
+        """An untimed forward/backward that compiles kernels; the weights do not change."""
+        with _autocast(self.device):
+            loss, _, _ = lm_loss(self.model, ids.to(self.device))
+        loss.backward()
+        self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
+
+    @torch.no_grad()
+    def evaluate(self, data: TrainData) -> dict:
+        """Held-out text loss and exact-match accuracy on held-out retrieval answers."""
+        self.model.eval()
+        losses, hits = [], []
+        with _autocast(self.device):
+            for i in range(self.cfg.eval_batches):
+                ids = data.val_text(i).to(self.device)
+                losses.append(float(lm_loss(self.model, ids)[0]))
+            ids, mask = (x.to(self.device) for x in data.val_retrieval(0))
+            _, _, hit = lm_loss(self.model, ids)
+            hits = [bool(hit[r][mask[r]].all()) for r in range(ids.shape[0])]
+        self.model.train()
+        return {"val_loss": sum(losses) / len(losses), "val_answer_acc": sum(hits) / len(hits), "val_answer_n": len(hits)}
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, progress: bool = True) -> dict:
+    """Train cfg.attentions in turn under the same budget; returns {attention: final row}.
+
+    on_step(attention, row) is called after each step's row is written (logging, or stopping by raising).
+    """
+    cfg = cfg.resolved()
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(preset(cfg.preset).tokenizer)
+    data = TrainData(load_corpus(cfg.data), tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.synthetic_frac)
+    if device.type == "cuda" and cfg.nsa_impl == "auto":
+        cfg.nsa_impl = "triton"  # training at long context on a GPU: never fall back to the reference silently
+    if "nsa" in cfg.attentions:
+        nsa_function(device, cfg.nsa_impl)  # fails early when the requested implementation cannot run here
+    nsa_runs = check_triton_nsa(cfg, device) if "nsa" in cfg.attentions else ""
+    csv = Path(cfg.csv)
+    if not cfg.resume and csv.exists():
+        csv.unlink()
+    writer = ResultWriter(csv, extra={
+        "kind": "train", "suite": "train", "model": cfg.preset, "ctx_len": cfg.ctx, "batch": cfg.batch,
+        "seed": cfg.seed, "data": cfg.data, "synthetic_frac": cfg.synthetic_frac, "n_text_tokens": data.n_text_tokens,
+        "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget, **cfg.extra,
+    })
+    finals = {}
+    for attention in cfg.attentions:
+        run = _Run(cfg, attention, device, tokenizer)
+        writer.rows = [r for r in writer.rows if r.get("attention") != attention or int(r["step"]) <= run.step]
+        fixed = {"attention": attention, "params": run.model.num_params(), "status": "ok",
+                 "nsa_config": run.model.cfg.nsa if attention == "nsa" else "",
+                 "impl_detail": nsa_runs if attention == "nsa" else f"torch SDPA ({device.type})"}
+        finals[attention] = _train_one(cfg, run, data, writer, fixed, on_step, progress)
+        del run
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if finals:
+        from nsa_bench.train_plot import plot_training
+
+        plot_training(csv, cfg.plot)
+    return finals
+
+
+def _train_one(cfg, run: _Run, data: TrainData, writer: ResultWriter, fixed: dict, on_step, show: bool) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    row: dict = {}
+    if run.done():
+        return {**fixed, "step": run.step, "wall_s": run.wall}
+    if run.device.type == "cuda":
+        run.warm_up(data.batch_at(-1)[0])
+    columns = [TextColumn(f"[bold]{run.attention:4s}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+    with Progress(*columns, disable=not show, transient=False) as bar:
+        task = bar.add_task(run.attention, total=1.0, info="", completed=progress_of(cfg, run.step, run.wall))
+        try:
+            while not run.done():
+                row = {**fixed, **run.train_step(*data.batch_at(run.step))}
+                if run.step % cfg.eval_every == 0 or run.done():
+                    row.update(run.evaluate(data))
+                writer.write(row)
+                if run.step % cfg.save_every == 0 or run.done():
+                    run.save()
+                bar.update(task, completed=min(1.0, progress_of(cfg, run.step, run.wall)),
+                           info=f"step {run.step} loss {row['loss']:.3f} {row['tokens_per_s']:,.0f} tok/s")
+                if on_step is not None:
+                    on_step(run.attention, row)
+        except torch.cuda.OutOfMemoryError:
+            row = {**fixed, "step": run.step, "status": "oom"}
+            writer.write(row)
+            run.opt.zero_grad(set_to_none=True)
+    return row
