@@ -134,6 +134,56 @@ def longbench_score(
     score_command(predictions, out, model, attn)
 
 
+@app.command()
+def kernels(
+    seq: str = typer.Option(None, "--seq", help="Sequence lengths, e.g. 8k,16k,32k,64k or 65536. [default: 8k,16k,32k,64k]"),
+    batch: int = typer.Option(None, "--batch", help="Batch of fwd/bwd. [default: 1]"),
+    q_heads: int = typer.Option(None, "--q-heads", help="Query heads. [default: 64]"),
+    kv_heads: int = typer.Option(None, "--kv-heads", help="Key/value heads. [default: 4]"),
+    dk: int = typer.Option(None, "--dk", help="Query/key head dim. [default: 128]"),
+    dv: int = typer.Option(None, "--dv", help="Value head dim. [default: 128]"),
+    dtype: str = typer.Option(None, "--dtype", help="bf16 or fp16. [default: bf16]"),
+    nsa_config: str = typer.Option(None, "--nsa-config", help="NSA l/d/l_sel/n/w. [default: 32/16/64/16/512]"),
+    cmp_block: int = typer.Option(None, "--cmp-block", help="Override l of --nsa-config."),
+    cmp_stride: int = typer.Option(None, "--cmp-stride", help="Override d of --nsa-config."),
+    slc_block: int = typer.Option(None, "--slc-block", help="Override l_sel of --nsa-config."),
+    slc_count: int = typer.Option(None, "--slc-count", help="Override n of --nsa-config."),
+    window: int = typer.Option(None, "--window", help="Override w of --nsa-config."),
+    impl: str = typer.Option(None, "--impl", help="Any of nsa,fa2,cudnn,ref. [default: nsa,fa2,cudnn]"),
+    mode: str = typer.Option(None, "--mode", help="Any of fwd,bwd,decode. [default: fwd,bwd,decode]"),
+    stages: bool = typer.Option(True, "--stages/--no-stages", help="Also time the NSA forward stage by stage."),
+    decode_batch: int = typer.Option(None, "--decode-batch", help="Sequences per decode step. [default: 8]"),
+    warmup: int = typer.Option(None, "--warmup", help="Untimed calls before timing. [default: 5]"),
+    repeats: int = typer.Option(None, "--repeats", help="Timed calls (median, p20, p80). [default: 20]"),
+    check_rows: int = typer.Option(None, "--check-rows", help="Query rows of the forward check. [default: 1024]"),
+    check_prefix: int = typer.Option(None, "--check-prefix", help="Causal prefix of the backward check. [default: 2048]"),
+    ref_max_len: int = typer.Option(None, "--ref-max-len", help="Longest T at which ref is timed. [default: 4096]"),
+    out: str = typer.Option("results", "--out", help="Folder of the CSV, kernels_<tag>.csv."),
+    reports: str = typer.Option("reports", "--reports", help="Folder of kernels_<tag>.md and its PNGs."),
+    tag: str = typer.Option(None, "--tag", help="Name of the run's files. [default: the GPU, e.g. h100_80gb_hbm3]"),
+    interpret: bool = typer.Option(False, "--interpret", help="CPU smoke run of the whole pipeline under the Triton interpreter, tiny sizes."),
+) -> None:
+    """Kernel speed: NSA against FlashAttention-2 and cuDNN attention, fwd, bwd, decode; CSV, plots, markdown."""
+    import os
+
+    if interpret:  # before anything imports triton
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    if not interpret and not torch.cuda.is_available():
+        raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
+    from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
+
+    spec, command = spec_from_options(
+        interpret=interpret, seq=seq, batch=batch, q_heads=q_heads, kv_heads=kv_heads, dk=dk, dv=dv, dtype=dtype,
+        nsa_config=nsa_config, cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
+        slc_count=slc_count, window=window, impl=impl, mode=mode, stages=stages, decode_batch=decode_batch,
+        warmup=warmup, repeats=repeats, check_rows=check_rows, check_prefix=check_prefix,
+        ref_max_len=ref_max_len, out=out, reports=reports, tag=tag,
+    )
+    run_kernel_bench(spec, out, reports, tag, command=command)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)

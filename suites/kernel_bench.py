@@ -1,0 +1,710 @@
+"""`nsa-bench kernels`: NSA against FlashAttention-2 and cuDNN attention, forward, backward, decode.
+
+The sweep runs implementations x modes x sequence lengths. For every (mode, length) the baselines
+run first (fa2, cudnn), then nsa (after a correctness check against the reference), then the
+forward's NSA stages one by one, then the reference where the length allows. Each measurement is
+one CSV row, written as soon as it is done; a measurement that runs out of memory or is not
+supported becomes a row with that status and the sweep goes on. FLOPs and bytes come from
+nsa_bench.flops, times from nsa_bench.timing; both modules' docstrings state the conventions.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from nsa_bench.flops import (
+    Problem,
+    full_attention_bytes,
+    full_attention_flops,
+    nsa_bytes,
+    nsa_ceiling,
+    nsa_flops,
+    nsa_stage_flops,
+)
+from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention_ref
+from nsa_bench.timing import PeakMemory, Timing, backward_call, time_calls
+
+IMPLS = ("fa2", "cudnn", "nsa", "ref")  # also the order of a sweep: baselines first
+MODES = ("fwd", "bwd", "decode")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Largest relative error (NSA_SPEC check, kernel_check docstring) accepted per dtype: fwd, bwd.
+TOLERANCE = {"bf16": (2e-2, 5e-2), "fp16": (5e-3, 2e-2)}
+
+COLUMNS = (
+    "kind", "impl", "impl_detail", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv",
+    "dtype", "nsa_config", "status", "ms", "ms_p20", "ms_p80", "repeats", "tflops", "gbps", "flops",
+    "bytes", "speedup_fa2", "speedup_cudnn", "ceiling", "efficiency", "peak_mem_gb", "max_rel_err",
+    "check_rows", "check_tie_rows", "timing",
+)
+INTERPRETER_TIMING = "cpu, Triton interpreter: smoke run, not performance"
+CUDA_TIMING = "cuda events, L2 flushed"
+
+
+class Unsupported(Exception):
+    """This implementation cannot run this measurement here (recorded as 'unsupported: ...')."""
+
+
+@dataclass(frozen=True)
+class KernelBenchSpec:
+    """What one `nsa-bench kernels` run measures."""
+
+    seq_lens: tuple[int, ...] = (8192, 16384, 32768, 65536)
+    batch: int = 1
+    q_heads: int = 64
+    kv_heads: int = 4
+    dk: int = 128
+    dv: int = 128
+    dtype: str = "bf16"
+    nsa: NSAConfig = field(default_factory=NSAConfig)
+    impls: tuple[str, ...] = ("fa2", "cudnn", "nsa")
+    modes: tuple[str, ...] = MODES
+    stages: bool = True
+    warmup: int = 5
+    repeats: int = 20
+    decode_batch: int = 8
+    check_rows: int = 1024
+    check_prefix: int = 2048
+    ref_max_len: int = 4096
+    interpret: bool = False
+    seed: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu" if self.interpret else "cuda")
+
+    def problem(self, seq_len: int, mode: str) -> Problem:
+        batch = self.decode_batch if mode == "decode" else self.batch
+        return Problem(seq_len, batch, self.q_heads, self.kv_heads, self.dk, self.dv, self.dtype)
+
+    def validate(self) -> None:
+        """Raise ValueError on a spec that cannot run."""
+        for name in ("batch", "q_heads", "kv_heads", "dk", "dv", "repeats", "decode_batch", "check_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError("warmup must be >= 0")
+        if self.q_heads % self.kv_heads:
+            raise ValueError(f"q_heads ({self.q_heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not self.seq_lens or min(self.seq_lens) < 1:
+            raise ValueError("give at least one positive sequence length")
+        for name, values, known in (("impl", self.impls, IMPLS), ("mode", self.modes, MODES)):
+            bad = [v for v in values if v not in known]
+            if bad or not values:
+                raise ValueError(f"unknown {name} {', '.join(bad) or '(none)'}; choose from {', '.join(known)}")
+
+
+# Defaults: the issue's H100 setup, and the tiny CPU smoke run of --interpret.
+H100_SPEC = KernelBenchSpec()
+INTERPRET_SPEC = KernelBenchSpec(
+    seq_lens=(64, 128), batch=1, q_heads=4, kv_heads=2, dk=64, dv=64, dtype="fp16",
+    nsa=NSAConfig.parse("8/4/16/4/32"), impls=("fa2", "nsa", "ref"), warmup=1, repeats=2,
+    decode_batch=2, check_rows=128, check_prefix=64, ref_max_len=128, interpret=True,
+)
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+def _randn(shape, spec: KernelBenchSpec, seed: int) -> torch.Tensor:
+    gen = torch.Generator(device=spec.device).manual_seed(seed)
+    return torch.randn(shape, generator=gen, device=spec.device, dtype=DTYPES[spec.dtype])
+
+
+def nsa_inputs(spec: KernelBenchSpec, seq_len: int, batch: int, *, requires_grad: bool = False) -> dict:
+    """Random q, k, v [B,T,H*,d] and sigmoid gates [B,T,HQ] (token-major, the kernels' layout)."""
+    b, t = batch, seq_len
+    seed = spec.seed * 1_000_003 + seq_len
+    args = {
+        "q": _randn((b, t, spec.q_heads, spec.dk), spec, seed),
+        "k": _randn((b, t, spec.kv_heads, spec.dk), spec, seed + 1),
+        "v": _randn((b, t, spec.kv_heads, spec.dv), spec, seed + 2),
+    }
+    for i, name in enumerate(("g_cmp", "g_slc", "g_win")):
+        args[name] = torch.sigmoid(_randn((b, t, spec.q_heads), spec, seed + 3 + i))
+    for tensor in args.values():
+        tensor.requires_grad_(requires_grad)
+    return args
+
+
+def with_compression(args: dict, config: NSAConfig) -> dict:
+    """The kernel's full argument set: args plus mean-pooled k_cmp, v_cmp (detached)."""
+    with torch.no_grad():
+        k_cmp, v_cmp = mean_pool_compress(args["k"], config), mean_pool_compress(args["v"], config)
+    return {**{n: t.detach() for n, t in args.items()}, "k_cmp": k_cmp, "v_cmp": v_cmp}
+
+
+# ---- implementations ---------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    """One prepared measurement: the call to time and what ran."""
+
+    call: Callable[[], object]
+    detail: str
+
+
+def _kernels_attr(name: str):
+    """A name from nsa_bench.kernels, imported lazily (the Triton code lands there separately)."""
+    import nsa_bench.kernels as kernels
+
+    value = getattr(kernels, name, None)
+    if value is None:
+        raise Unsupported(f"nsa_bench.kernels.{name} is not in this tree yet")
+    return value
+
+
+def _nsa_pipeline(attention, config: NSAConfig):
+    """The whole NSA of one layer: mean-pool compression of k and v, then the attention."""
+
+    def run(q, k, v, g_cmp, g_slc, g_win):
+        k_cmp, v_cmp = mean_pool_compress(k, config), mean_pool_compress(v, config)
+        return attention(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config)
+
+    return run
+
+
+def _nsa_case(spec: KernelBenchSpec, seq_len: int, mode: str, attention, detail: str) -> Case:
+    if mode == "decode":
+        raise Unsupported("the decode step is measured by nsa_decode (see 'nsa' decode rows)")
+    pipeline = _nsa_pipeline(attention, spec.nsa)
+    args = nsa_inputs(spec, seq_len, spec.batch, requires_grad=mode == "bwd")
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                return pipeline(**args)
+        return Case(call, detail)
+    out = pipeline(**args)
+    return Case(backward_call(out, list(args.values())), detail)
+
+
+def _nsa_decode_case(spec: KernelBenchSpec, seq_len: int) -> Case:
+    raise Unsupported("nsa_decode benchmark not wired yet")
+
+
+def _sdpa_backend(impl: str):
+    from torch.nn.attention import SDPBackend
+
+    name = "FLASH_ATTENTION" if impl == "fa2" else "CUDNN_ATTENTION"
+    backend = getattr(SDPBackend, name, None)
+    if backend is None:
+        raise Unsupported(f"this torch has no SDPBackend.{name}")
+    return backend
+
+
+_PROBES: dict[tuple, bool] = {}
+
+
+def _sdpa_runs(impl: str, spec: KernelBenchSpec, gqa: bool) -> bool:
+    """Whether SDPA with the impl's backend runs fwd+bwd here on a tiny problem (cached)."""
+    from torch.nn.attention import sdpa_kernel
+
+    key = (impl, spec.dtype, spec.dk, spec.dv, spec.q_heads // spec.kv_heads, gqa, str(spec.device))
+    if key not in _PROBES:
+        group = spec.q_heads // spec.kv_heads
+        dtype = DTYPES[spec.dtype]
+        q = torch.randn(1, 2 * group, 128, spec.dk, device=spec.device, dtype=dtype, requires_grad=True)
+        k = torch.randn(1, 2 if gqa else 2 * group, 128, spec.dk, device=spec.device, dtype=dtype)
+        v = torch.randn(1, k.shape[1], 128, spec.dv, device=spec.device, dtype=dtype)
+        kwargs = {"enable_gqa": True} if gqa else {}
+        try:
+            with sdpa_kernel(_sdpa_backend(impl)):
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, **kwargs)
+            out.sum().backward()
+            if spec.device.type == "cuda":
+                torch.cuda.synchronize()
+            _PROBES[key] = True
+        except (RuntimeError, TypeError, Unsupported):
+            _PROBES[key] = False
+    return _PROBES[key]
+
+
+def _flash_attn_package():
+    """flash_attn's functions when the package imports (CUDA only), else None."""
+    try:
+        from flash_attn import flash_attn_func, flash_attn_with_kvcache
+    except Exception:
+        return None
+    return flash_attn_func, flash_attn_with_kvcache
+
+
+def _full_attention_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
+    """fa2 (flash_attn, else SDPA's flash backend) or cudnn (SDPA's cuDNN backend)."""
+    from nsa_bench.environment import cudnn_attention_available, fa2_baseline
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    batch = spec.decode_batch if mode == "decode" else spec.batch
+    group = spec.q_heads // spec.kv_heads
+
+    if spec.interpret:
+        if impl == "cudnn":
+            raise Unsupported("cuDNN attention needs a CUDA GPU")
+        detail = "torch SDPA on the CPU (interpreter smoke stand-in, not FlashAttention)"
+        backend_ctx = None
+    elif impl == "fa2" and _flash_attn_package() is not None:
+        return _flash_attn_case(spec, seq_len, mode, batch, fa2_baseline())
+    else:
+        if impl == "cudnn" and not cudnn_attention_available():
+            raise Unsupported("torch SDPA's cuDNN backend does not run here")
+        detail = fa2_baseline() if impl == "fa2" else "torch SDPA cuDNN backend"
+        backend_ctx = _sdpa_backend(impl)
+
+    def attend(q, k, v, **kwargs):
+        if backend_ctx is None:
+            return sdpa(q, k, v, **kwargs)
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(backend_ctx):
+            return sdpa(q, k, v, **kwargs)
+
+    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd")
+    q, k, v = (args[n].detach().transpose(1, 2).contiguous() for n in ("q", "k", "v"))  # SDPA: [B,H,T,D]
+    del args
+    if mode == "decode":
+        # One new token per sequence: its G query heads of a KV group become G query rows over
+        # that group's cache, so no KV head is repeated and the cache is read once.
+        q_step = q[:, :, -1].reshape(batch, spec.kv_heads, group, spec.dk).contiguous()
+        detail += "; decode: G query heads of a KV group as G query rows, cache read once"
+        return Case(lambda: attend(q_step, k, v), detail)
+
+    kwargs = {"is_causal": True}
+    if group > 1:
+        if spec.interpret or _sdpa_runs(impl, spec, gqa=True):
+            kwargs["enable_gqa"] = True
+            detail += "; GQA via enable_gqa"
+        else:
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+            detail += "; GQA via KV heads repeated before the timed call"
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                return attend(q, k, v, **kwargs)
+        return Case(call, detail)
+    q, k, v = (t.requires_grad_(True) for t in (q, k, v))
+    out = attend(q, k, v, **kwargs)
+    return Case(backward_call(out, [q, k, v]), detail)
+
+
+def _flash_attn_case(spec: KernelBenchSpec, seq_len: int, mode: str, batch: int, detail: str) -> Case:
+    """The flash_attn package: native GQA, token-major layout."""
+    flash_attn_func, flash_attn_with_kvcache = _flash_attn_package()
+    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd")
+    q, k, v = args["q"], args["k"], args["v"]
+    if mode == "decode":
+        q_step = q[:, -1:].detach().contiguous()
+        lens = torch.full((batch,), seq_len, dtype=torch.int32, device=q.device)
+        return Case(lambda: flash_attn_with_kvcache(q_step, k.detach(), v.detach(), cache_seqlens=lens),
+                    detail + "; decode: flash_attn_with_kvcache")
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                return flash_attn_func(q, k, v, causal=True)
+        return Case(call, detail)
+    out = flash_attn_func(q, k, v, causal=True)
+    return Case(backward_call(out, [q, k, v]), detail)
+
+
+def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
+    """The prepared measurement of one implementation (IMPLS) in one mode at one length."""
+    if impl in ("fa2", "cudnn"):
+        return _full_attention_case(impl, spec, seq_len, mode)
+    if impl == "nsa":
+        if mode == "decode":
+            return _nsa_decode_case(spec, seq_len)
+        return _nsa_case(spec, seq_len, mode, _kernels_attr("nsa_attention"),
+                         "bundled Triton NSA (nsa_attention) with mean-pool compression")
+    if impl == "ref":
+        if mode == "decode":
+            raise Unsupported("the reference has no decode step")
+        if seq_len > spec.ref_max_len:
+            raise Unsupported(f"the reference runs only up to --ref-max-len {spec.ref_max_len} tokens")
+        return _nsa_case(spec, seq_len, mode, nsa_attention_ref,
+                         "PyTorch reference (nsa_attention_ref, float32 math) with mean-pool compression")
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+# ---- NSA forward stages --------------------------------------------------------------------------
+
+_STAGE_WORDS = {
+    "compress": "compress", "compression": "compress", "pool": "compress",
+    "cmp": "cmp_attn", "compressed": "cmp_attn",
+    "score": "importance", "scores": "importance", "importance": "importance",
+    "top": "topk", "topk": "topk", "topn": "topk",
+    "slc": "slc_attn", "sel": "slc_attn", "selection": "slc_attn", "selected": "slc_attn",
+    "win": "win_attn", "window": "win_attn", "swa": "win_attn",
+    "gate": "gates", "gates": "gates", "gated": "gates", "combine": "gates",
+}
+
+
+def stage_parts(names: list[str]) -> list[list[str]]:
+    """The nsa_bench.flops NSA_STAGES that each named kernel stage covers, from words in its name.
+
+    The importance scores belong to the compressed-attention stage unless a stage names them.
+    """
+    parts = []
+    for name in names:
+        words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
+        parts.append(sorted({_STAGE_WORDS[w] for w in words if w in _STAGE_WORDS}))
+    if not any("importance" in p for p in parts):
+        for p in parts:
+            if "cmp_attn" in p:
+                p.append("importance")
+                break
+    return parts
+
+
+def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int) -> list[tuple[str, Case, list[str]]]:
+    """(stage name, case, covered NSA_STAGES) for each stage of the NSA forward.
+
+    The stages come from nsa_bench.kernels.nsa_forward_stages; mean-pool compression is added as
+    its own stage when the kernels do not list one (it is part of the timed whole).
+    """
+    stages_fn = _kernels_attr("nsa_forward_stages")
+    args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
+    stages = list(stages_fn(**args, config=spec.nsa))
+    names = [name for name, _ in stages]
+    parts = stage_parts(names)
+    cases = [(name, Case(fn, f"nsa_forward_stages: {name}"), p) for (name, fn), p in zip(stages, parts)]
+    if not any("compress" in p for p in parts):
+        k, v = args["k"], args["v"]
+
+        def compress():
+            return mean_pool_compress(k, spec.nsa), mean_pool_compress(v, spec.nsa)
+
+        cases.insert(0, ("compress", Case(compress, "mean_pool_compress of k and v (torch)"), ["compress"]))
+    return cases
+
+
+# ---- correctness ---------------------------------------------------------------------------------
+
+def check_nsa(spec: KernelBenchSpec, seq_len: int, mode: str, attention):
+    """Run the kernel_check for one mode: CheckResult (kernel_check docstring)."""
+    from nsa_bench.suites.kernel_check import check_backward, check_forward
+
+    args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
+    if mode == "fwd":
+        return check_forward(attention, args, spec.nsa, spec.check_rows)
+    return check_backward(attention, args, spec.nsa, spec.check_prefix)
+
+
+# ---- measuring -----------------------------------------------------------------------------------
+
+def release_memory() -> None:
+    """Drop what a failed or finished measurement left behind."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _failure_status(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = (text[0] if text else type(error).__name__)[:200]
+    if isinstance(error, torch.OutOfMemoryError):
+        return "oom"
+    if isinstance(error, Unsupported):
+        return f"unsupported: {message}"
+    if isinstance(error, ValueError) or type(error).__name__ == "OutOfResources":
+        return f"unsupported: {type(error).__name__}: {message}"
+    return f"error: {type(error).__name__}: {message}"
+
+
+def guarded(work: Callable[[], object]) -> tuple[str, object]:
+    """Run work(); ('ok', result) or (status, None) for OOM, unsupported and errors."""
+    try:
+        return "ok", work()
+    except Exception as error:  # noqa: BLE001 - every failure becomes a row (OOM included)
+        status = _failure_status(error)
+    release_memory()
+    return status, None
+
+
+def measure(case_builder: Callable[[], Case], spec: KernelBenchSpec) -> tuple[str, str, Timing | None, float | None]:
+    """Build and time one case: (status, detail, timing, peak GB)."""
+    detail = ""
+
+    def work():
+        nonlocal detail
+        with PeakMemory(spec.device) as peak:
+            case = case_builder()
+            detail = case.detail
+            timing = time_calls(case.call, warmup=spec.warmup, repeats=spec.repeats, device=spec.device)
+        return timing, peak.gb
+
+    status, result = guarded(work)
+    release_memory()
+    if result is None:
+        return status, detail, None, None
+    return status, detail, result[0], result[1]
+
+
+def empty_row(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int) -> dict:
+    """A row with every column, the problem filled in and no measurement yet."""
+    p = spec.problem(seq_len, mode)
+    row = {c: math.nan for c in COLUMNS}
+    row.update(kind="kernel", impl=impl, impl_detail="", mode=mode, seq_len=seq_len, batch=p.batch,
+               q_heads=p.q_heads, kv_heads=p.kv_heads, dk=p.dk, dv=p.dv, dtype=p.dtype,
+               nsa_config=str(spec.nsa), status="", repeats=spec.repeats, check_rows=math.nan,
+               timing=INTERPRETER_TIMING if spec.interpret else CUDA_TIMING)
+    return row
+
+
+def fill_rates(row: dict, flops: float, nbytes: float, ceiling: float) -> dict:
+    """Counts, TFLOP/s, GB/s and the ceiling into a row."""
+    row.update(flops=flops, bytes=nbytes, ceiling=ceiling)
+    ms = row["ms"]
+    if isinstance(ms, float) and ms > 0 and not math.isnan(ms):
+        if flops and not math.isnan(flops):
+            row["tflops"] = flops / (ms * 1e-3) / 1e12
+        if nbytes and not math.isnan(nbytes):
+            row["gbps"] = nbytes / (ms * 1e-3) / 1e9
+    return row
+
+
+def fill_speedups(row: dict, baseline_ms: dict[str, float]) -> dict:
+    """speedup_fa2/speedup_cudnn (baseline ms over this row's ms) and efficiency = speedup / ceiling."""
+    ms = row["ms"]
+    ok = isinstance(ms, float) and not math.isnan(ms) and ms > 0
+    for impl in ("fa2", "cudnn"):
+        base = baseline_ms.get(impl)
+        if ok and base:
+            row[f"speedup_{impl}"] = base / ms
+    ceiling = row.get("ceiling")
+    if not math.isnan(row["speedup_fa2"]) and isinstance(ceiling, float) and ceiling > 0 and not math.isnan(ceiling):
+        row["efficiency"] = row["speedup_fa2"] / ceiling
+    return row
+
+
+def _timed_row(spec, impl, mode, seq_len, case_builder) -> dict:
+    row = empty_row(spec, impl, mode, seq_len)
+    status, detail, timing, peak = measure(case_builder, spec)
+    row.update(status=status, impl_detail=detail, peak_mem_gb=math.nan if peak is None else peak)
+    if timing is not None:
+        row.update(ms=timing.ms, ms_p20=timing.ms_p20, ms_p80=timing.ms_p80, repeats=timing.repeats)
+    return row
+
+
+def _counts(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int) -> tuple[float, float, float]:
+    p = spec.problem(seq_len, mode)
+    if impl in ("fa2", "cudnn"):
+        return full_attention_flops(p, mode), full_attention_bytes(p, mode), 1.0
+    return nsa_flops(p, spec.nsa, mode), nsa_bytes(p, spec.nsa, mode), nsa_ceiling(p, spec.nsa, mode)
+
+
+def sweep_rows(spec: KernelBenchSpec, seq_len: int, mode: str):
+    """Yield the rows of one (length, mode), in order, each as soon as it is measured."""
+    baseline_ms: dict[str, float] = {}
+    for impl in [i for i in IMPLS if i in spec.impls]:
+        check = _check_first(spec, seq_len, mode) if impl == "nsa" and mode in ("fwd", "bwd") else None
+        row = _timed_row(spec, impl, mode, seq_len, lambda impl=impl: build_case(impl, spec, seq_len, mode))
+        if check is not None and row["status"] == "ok":
+            _record_check(spec, mode, row, *check)
+        fill_rates(row, *_counts(spec, impl, mode, seq_len))
+        if impl in ("fa2", "cudnn") and row["status"] == "ok":
+            baseline_ms[impl] = row["ms"]
+        yield fill_speedups(row, baseline_ms)
+        if impl == "nsa" and mode == "fwd" and spec.stages:
+            yield from _stage_rows(spec, seq_len, baseline_ms)
+
+
+def _check_first(spec: KernelBenchSpec, seq_len: int, mode: str):
+    """Check nsa against the reference before it is timed: (status, CheckResult or None)."""
+    status, result = guarded(lambda: check_nsa(spec, seq_len, mode, _kernels_attr("nsa_attention")))
+    release_memory()
+    return status, result
+
+
+def _record_check(spec: KernelBenchSpec, mode: str, row: dict, status: str, result) -> None:
+    """Put the check into the row; a failed check turns the row's status into an error."""
+    if result is None:
+        row["status"] = f"ok (check not run: {status})"
+        return
+    row.update(max_rel_err=result.max_rel_err, check_rows=result.rows, check_tie_rows=result.tie_rows)
+    tol = TOLERANCE[spec.dtype][0 if mode == "fwd" else 1]
+    if not result.max_rel_err <= tol:
+        row["status"] = f"error: differs from the reference (max_rel_err {result.max_rel_err:.3g} > {tol:g})"
+
+
+def _stage_rows(spec: KernelBenchSpec, seq_len: int, baseline_ms: dict[str, float]):
+    status, cases = guarded(lambda: nsa_stage_cases(spec, seq_len))
+    if cases is None:
+        row = empty_row(spec, "nsa:stages", "fwd", seq_len)
+        row["status"] = status
+        yield row
+        return
+    p = spec.problem(seq_len, "fwd")
+    for name, case, parts in cases:
+        row = _timed_row(spec, f"nsa:{name}", "fwd", seq_len, lambda case=case: case)
+        flops = sum(nsa_stage_flops(p, spec.nsa, s) for s in parts) if parts else math.nan
+        fill_rates(row, flops, math.nan, math.nan)
+        yield fill_speedups(row, baseline_ms)
+    del cases
+    release_memory()
+
+
+def copy_bandwidth_gbps(spec: KernelBenchSpec, nbytes: int = 1 << 30) -> float:
+    """Measured device-to-device copy bandwidth (read + write bytes per second), for the decode plot."""
+    if spec.device.type != "cuda":
+        return math.nan
+    src = torch.empty(nbytes, dtype=torch.uint8, device=spec.device)
+    dst = torch.empty_like(src)
+    timing = time_calls(lambda: dst.copy_(src), warmup=3, repeats=10, device=spec.device)
+    del src, dst
+    release_memory()
+    return 2 * nbytes / (timing.ms * 1e-3) / 1e9
+
+
+def planned_rows(spec: KernelBenchSpec) -> int:
+    """Rows the sweep will write, counting the forward stages as 7 (the exact number shows up later)."""
+    per_mode = len([i for i in IMPLS if i in spec.impls])
+    stage_rows = 7 if (spec.stages and "nsa" in spec.impls and "fwd" in spec.modes) else 0
+    return len(spec.seq_lens) * (len(spec.modes) * per_mode + stage_rows)
+
+
+def run_sweep(spec: KernelBenchSpec, writer, on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+    """Measure everything the spec asks for; write each row through `writer` as it is done."""
+    spec.validate()
+    rows = []
+    for seq_len in spec.seq_lens:
+        for mode in [m for m in MODES if m in spec.modes]:
+            for row in sweep_rows(spec, seq_len, mode):
+                writer.write(row)
+                rows.append(row)
+                on_row(row)
+    return rows
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def default_tag(spec: KernelBenchSpec) -> str:
+    """'interpret' for the smoke run, else the GPU's name as a slug (e.g. 'h100_80gb_hbm3')."""
+    if spec.interpret or not torch.cuda.is_available():
+        return "interpret"
+    name = torch.cuda.get_device_name(0).lower().replace("nvidia", "")
+    return re.sub(r"[^a-z0-9]+", "_", name).strip("_") or "gpu"
+
+
+def _summary_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="nsa-bench kernels", show_lines=False)
+    for name in ("mode", "T", "impl", "status", "ms", "TFLOP/s", "GB/s", "xFA2", "xcuDNN", "ceil", "eff", "err", "GB"):
+        table.add_column(name, justify="left" if name in ("mode", "impl", "status") else "right", no_wrap=True)
+
+    def f(value, spec=".3g", suffix=""):
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:{spec}}{suffix}"
+
+    for r in rows:
+        word = r["status"].split(":")[0].split(" (")[0]  # the CSV and the report have the whole reason
+        status = word if r["status"] == "ok" else f"[yellow]{word}[/]"
+        table.add_row(r["mode"], str(r["seq_len"]), r["impl"], status, f(r["ms"]), f(r["tflops"], ".1f"),
+                      f(r["gbps"], ".0f"), f(r["speedup_fa2"], ".2f", "x"), f(r["speedup_cudnn"], ".2f", "x"),
+                      f(r["ceiling"], ".2f", "x"), f(r["efficiency"], ".0%"), f(r["max_rel_err"], ".1e"),
+                      f(r["peak_mem_gb"], ".2f"))
+    return table
+
+
+def _csv_list(text: str, what: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise ValueError(f"give at least one {what}")
+    return items
+
+
+def spec_command(spec: KernelBenchSpec, out: str, reports: str, tag: str | None) -> str:
+    """The full `nsa-bench kernels` command line that reproduces a spec."""
+    parts = ["nsa-bench kernels"]
+    if spec.interpret:
+        parts.append("--interpret")
+    parts += [
+        f"--seq {','.join(str(n) for n in spec.seq_lens)}", f"--batch {spec.batch}", f"--q-heads {spec.q_heads}",
+        f"--kv-heads {spec.kv_heads}", f"--dk {spec.dk}", f"--dv {spec.dv}", f"--dtype {spec.dtype}",
+        f"--nsa-config {spec.nsa}", f"--impl {','.join(spec.impls)}", f"--mode {','.join(spec.modes)}",
+        "--stages" if spec.stages else "--no-stages", f"--decode-batch {spec.decode_batch}",
+        f"--warmup {spec.warmup}", f"--repeats {spec.repeats}", f"--check-rows {spec.check_rows}",
+        f"--check-prefix {spec.check_prefix}", f"--ref-max-len {spec.ref_max_len}", f"--out {out}",
+        f"--reports {reports}",
+    ]
+    if tag:
+        parts.append(f"--tag {tag}")
+    return " ".join(parts)
+
+
+def spec_from_options(*, interpret: bool, out: str, reports: str, tag: str | None, seq: str | None,
+                      nsa_config: str | None, impl: str | None, mode: str | None, stages: bool,
+                      cmp_block=None, cmp_stride=None, slc_block=None, slc_count=None, window=None,
+                      **sizes) -> tuple[KernelBenchSpec, str]:
+    """The spec of the CLI's options (None: the H100 default, or the --interpret preset) and its
+    reproducing command. Bad input raises nsa_bench.errors.UsageError."""
+    from dataclasses import replace
+
+    from nsa_bench.errors import UsageError
+    from nsa_bench.flops import parse_size
+
+    base = INTERPRET_SPEC if interpret else H100_SPEC
+    try:
+        changes = {k: v for k, v in sizes.items() if v is not None}
+        if seq is not None:
+            changes["seq_lens"] = tuple(parse_size(x) for x in _csv_list(seq, "sequence length"))
+        if impl is not None:
+            changes["impls"] = _csv_list(impl, "implementation")
+        if mode is not None:
+            changes["modes"] = _csv_list(mode, "mode")
+        config = NSAConfig.parse(nsa_config) if nsa_config is not None else base.nsa
+        overrides = {k: v for k, v in dict(cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
+                                           slc_count=slc_count, window=window).items() if v is not None}
+        changes["nsa"] = replace(config, **overrides) if overrides else config
+        spec = replace(base, stages=stages, **changes)
+        spec.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", tag):
+        raise UsageError(f"--tag {tag!r}: use letters, digits, '.', '_' or '-'")
+    return spec, spec_command(spec, out, reports, tag)
+
+
+def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: str | Path, tag: str | None = None,
+                     *, command: str = "", console=None) -> tuple[Path, Path]:
+    """The whole command: sweep with a progress bar, CSV, plots, markdown and a terminal table.
+
+    Returns (csv path, markdown path). An existing CSV of the same tag is replaced.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nsa_bench.results import ResultWriter
+    from nsa_bench.suites.kernel_plots import write_report
+
+    spec.validate()
+    console = console or Console()
+    tag = tag or default_tag(spec)
+    csv_path = Path(out_dir) / f"kernels_{tag}.csv"
+    if csv_path.exists():
+        console.print(f"replacing {csv_path}")
+        csv_path.unlink()
+    copy_gbps = copy_bandwidth_gbps(spec)
+    writer = ResultWriter(csv_path, extra={"copy_gbps": copy_gbps, "warmup": spec.warmup, "command": command})
+    if spec.interpret:
+        console.print("[bold yellow]--interpret: Triton interpreter on the CPU at tiny sizes; "
+                      "timings are a smoke test, not performance[/]")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("kernels", total=planned_rows(spec))
+
+        def on_row(row: dict) -> None:
+            progress.update(task, advance=1, description=f"{row['mode']} T={row['seq_len']} {row['impl']}: {row['status'][:30]}")
+
+        rows = run_sweep(spec, writer, on_row)
+        progress.update(task, total=len(rows), completed=len(rows), description="kernels: done")
+    console.print(_summary_table(rows))
+    method = {"warmup": spec.warmup, "repeats": spec.repeats, "check_rows": spec.check_rows,
+              "check_prefix": spec.check_prefix}
+    md_path = write_report(csv_path, reports_dir, tag, command=command, copy_gbps=copy_gbps, method=method)
+    console.print(f"rows: {csv_path}\nreport: {md_path}")
+    return csv_path, md_path
