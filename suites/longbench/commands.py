@@ -72,14 +72,14 @@ def results_table(rows: Sequence[dict], title: str):
         key = (row["task"], row["length_bucket"])
         entry = cells.setdefault(key, {"metric": row["metric"], "n": row["n"]})
         entry[str(row.get("attention") or "")] = row["score"]
-    table = Table(title=title)
+    table = Table(title=f"{title} (scores x100)")
     for name in ("subset", "length", "metric", "n"):
-        table.add_column(name, justify="right" if name == "n" else "left")
+        table.add_column(name, justify="right" if name == "n" else "left", no_wrap=name != "n")
     for attention in attentions:
-        table.add_column(f"{attention or 'score'} x100", justify="right")
+        table.add_column(attention or "score", justify="right")
     compare = attentions == ["nsa", "full"]
     if compare:
-        table.add_column("nsa - full", justify="right")
+        table.add_column("nsa-full", justify="right")
     for (task, bucket), entry in cells.items():
         scores = [entry.get(a) for a in attentions]
         shown = ["" if s is None or (isinstance(s, float) and math.isnan(s)) else f"{100 * s:.2f}" for s in scores]
