@@ -1,0 +1,244 @@
+"""Bundled Triton NSA: nsa_attention (autograd Function) and per-stage callables for timing.
+
+Forward stages (each a Triton launch, in this order):
+  cmp_attn  compressed attention -> o_cmp and its base-2 log-sum-exp (triton_band.py)
+  select    importance from p_cmp (recomputed with that lse) + top-n -> indices (triton_select.py)
+  slc_attn  attention over the selected blocks -> o_slc (triton_sparse.py)
+  win_attn  sliding-window attention -> o_win (triton_band.py)
+  combine   gated sum of the three branch outputs (triton_gates.py)
+Backward: gate gradients and deltas, then each branch's dq (accumulated into one fp32 dq) and
+dk/dv (fp32 buffers shared where branches share k/v), reusing the forward's indices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable
+
+import torch
+
+from .config import NSAConfig
+from .inputs import check_nsa_inputs
+from .triton_band import Band, band_attn_bwd, band_attn_fwd
+from .triton_gates import gate_grads, gated_sum
+from .triton_select import CHUNK_BLOCKS, select_blocks
+from .triton_sparse import block_token_index, slc_attn_bwd, slc_attn_fwd
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+SUPPORTED_GROUPS = (1, 2, 4, 8, 16)
+SUPPORTED_SLC_BLOCKS = (16, 32, 64, 128)
+
+
+def check_supported(q, k, v, config: NSAConfig) -> None:
+    """Raise ValueError naming what the Triton kernels support if these inputs are outside it."""
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"Triton NSA supports float16, bfloat16 (and float32), got {q.dtype}")
+    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"Triton NSA needs CUDA tensors (or TRITON_INTERPRET=1 on CPU), got {q.device}")
+    group = q.shape[2] // k.shape[2]
+    if group not in SUPPORTED_GROUPS:
+        raise ValueError(f"Triton NSA supports query heads per KV head in {SUPPORTED_GROUPS}, got {group}")
+    for name, d in (("dk", q.shape[3]), ("dv", v.shape[3])):
+        if d % 16 or not 16 <= d <= 256:
+            raise ValueError(f"Triton NSA supports {name} a multiple of 16 up to 256 (e.g. 64, 128, 192), got {d}")
+    if config.slc_block not in SUPPORTED_SLC_BLOCKS:
+        raise ValueError(f"Triton NSA supports slc_block in {SUPPORTED_SLC_BLOCKS}, got {config.slc_block}")
+    if config.cmp_block > config.slc_block:
+        raise ValueError(
+            f"Triton NSA supports cmp_block <= slc_block, got {config.cmp_block} > {config.slc_block}"
+        )
+    ratio = config.slc_block // config.cmp_stride
+    if ratio & (ratio - 1) or ratio > 16:
+        raise ValueError(
+            f"Triton NSA supports slc_block / cmp_stride in (1, 2, 4, 8, 16), got {config.slc_block}/{config.cmp_stride}"
+        )
+    if config.slc_count > 64 or max(CHUNK_BLOCKS, 1 << (config.slc_count - 1).bit_length()) * ratio > 256:
+        raise ValueError(
+            f"Triton NSA supports slc_count up to 64 with max(16, slc_count rounded up to a power of two)"
+            f" * slc_block / cmp_stride <= 256, got n={config.slc_count} with {config}"
+        )
+
+
+class _Prepared:
+    """Validated, contiguous inputs of one call and the branch key/value choices."""
+
+    def __init__(self, q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale):
+        check_nsa_inputs(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win)
+        check_supported(q, k, v, config)
+        c = lambda t: None if t is None else t.contiguous()  # noqa: E731
+        self.q, self.k, self.v, self.k_cmp, self.v_cmp = c(q), c(k), c(v), c(k_cmp), c(v_cmp)
+        self.g_cmp, self.g_slc, self.g_win = c(g_cmp), c(g_slc), c(g_win)
+        self.k_slc, self.v_slc, self.k_win, self.v_win = c(k_slc), c(v_slc), c(k_win), c(v_win)
+        self.ks = self.k if k_slc is None else self.k_slc
+        self.vs = self.v if v_slc is None else self.v_slc
+        self.kw = self.k if k_win is None else self.k_win
+        self.vw = self.v if v_win is None else self.v_win
+        self.config = config
+        self.scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else float(scale)
+
+    def cmp_attn(self):
+        q = self.q
+        if self.k_cmp.shape[1] == 0:  # no compressed block yet: the branch is empty everywhere
+            o = q.new_zeros(*q.shape[:3], self.v.shape[3])
+            return o, torch.full(q.shape[:3], float("inf"), device=q.device)
+        return band_attn_fwd(q, self.k_cmp, self.v_cmp, Band.compressed(self.config), self.scale)
+
+    def select(self, lse_cmp):
+        return select_blocks(self.q, self.k_cmp, lse_cmp, self.config, self.scale)
+
+    def slc_attn(self, indices):
+        return slc_attn_fwd(self.q, self.ks, self.vs, indices, self.config, self.scale)
+
+    def win_attn(self):
+        return band_attn_fwd(self.q, self.kw, self.vw, Band.window(self.config), self.scale)
+
+    def check_indices(self, indices):
+        b, t, _, _ = self.q.shape
+        expect = (b, t, self.k.shape[2], self.config.slc_count)
+        if tuple(indices.shape) != expect:
+            raise ValueError(f"indices has shape {tuple(indices.shape)}, expected {expect}")
+        return indices.to(device=self.q.device, dtype=torch.int32).contiguous()
+
+
+class NSAFunction(torch.autograd.Function):
+    """Triton NSA forward/backward; `indices` (optional) fixes the selected blocks."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win, config, scale, indices):
+        p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
+        o_cmp, lse_cmp = p.cmp_attn()
+        indices = p.select(lse_cmp) if indices is None else p.check_indices(indices)
+        o_slc, lse_slc = p.slc_attn(indices)
+        o_win, lse_win = p.win_attn()
+        out = gated_sum(o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
+        ctx.prepared = p
+        ctx.save_for_backward(o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices)
+        ctx.mark_non_differentiable(indices)
+        return out, indices
+
+    @staticmethod
+    def backward(ctx, dout, _dindices):
+        p: _Prepared = ctx.prepared
+        o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices = ctx.saved_tensors
+        return (*_backward(p, dout.contiguous(), o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices),
+                None, None, None)
+
+
+def _grad_buffers(p: _Prepared):
+    """fp32 gradient accumulators: one per distinct tensor, shared where branches share k/v."""
+    z = lambda t: torch.zeros(t.shape, dtype=torch.float32, device=t.device)  # noqa: E731
+    buf = {"q": z(p.q), "k": z(p.k), "v": z(p.v), "k_cmp": z(p.k_cmp), "v_cmp": z(p.v_cmp)}
+    for name in ("k_slc", "v_slc", "k_win", "v_win"):
+        own = getattr(p, name)
+        buf[name] = z(own) if own is not None else buf[name[0]]
+    return buf
+
+
+def _backward(p: _Prepared, dout, o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices):
+    buf = _grad_buffers(p)
+    (dg_cmp, dg_slc, dg_win), delta = gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
+    if p.k_cmp.shape[1] > 0:
+        band_attn_bwd(p.q, p.k_cmp, p.v_cmp, dout, p.g_cmp, lse_cmp, delta[0], Band.compressed(p.config), p.scale,
+                      buf["q"], buf["k_cmp"], buf["v_cmp"])
+    slc_attn_bwd(p.q, p.ks, p.vs, indices, dout, p.g_slc, lse_slc, delta[1], p.config, p.scale,
+                 buf["q"], buf["k_slc"], buf["v_slc"])
+    band_attn_bwd(p.q, p.kw, p.vw, dout, p.g_win, lse_win, delta[2], Band.window(p.config), p.scale,
+                  buf["q"], buf["k_win"], buf["v_win"])
+    cast = lambda name: buf[name].to(p.q.dtype)  # noqa: E731
+    own = lambda name: cast(name) if getattr(p, name) is not None else None  # noqa: E731
+    return (cast("q"), cast("k"), cast("v"), cast("k_cmp"), cast("v_cmp"), dg_cmp, dg_slc, dg_win,
+            own("k_slc"), own("v_slc"), own("k_win"), own("v_win"))
+
+
+def nsa_attention_with_indices(
+    q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config: NSAConfig,
+    *, k_slc=None, v_slc=None, k_win=None, v_win=None, scale=None, indices=None,
+):
+    """nsa_attention that also returns the selected blocks [B,T,H,n] int32 (ascending, -1
+    padded); given `indices`, those blocks are used instead of the kernel's own selection."""
+    return NSAFunction.apply(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win,
+                             config, scale, indices)
+
+
+def nsa_attention(
+    q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config: NSAConfig,
+    *, k_slc=None, v_slc=None, k_win=None, v_win=None, scale=None,
+):
+    """Native Sparse Attention output [B, T, HQ, dv] with the bundled Triton kernels.
+
+    Same signature and semantics as nsa_attention_ref (NSA_SPEC.md); differentiable in every
+    tensor argument. Unsupported shapes, dtypes or configs raise ValueError saying what is
+    supported (check_supported).
+    """
+    out, _ = nsa_attention_with_indices(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config,
+                                        k_slc=k_slc, v_slc=v_slc, k_win=k_win, v_win=v_win, scale=scale)
+    return out
+
+
+def nsa_forward_stages(
+    q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config: NSAConfig,
+    *, k_slc=None, v_slc=None, k_win=None, v_win=None, scale=None,
+) -> list[tuple[str, Callable[[], object]]]:
+    """The forward split into its stages, for timing each alone.
+
+    Runs the forward once to get every stage's inputs, then returns, in order,
+    [("cmp_attn", f), ("select", f), ("slc_attn", f), ("win_attn", f), ("combine", f)]:
+    each f() launches just that stage (compressed attention + lse; importance + top-n;
+    selected-block attention; sliding window; gated sum) on the precomputed inputs and
+    returns its output. The sum of the stage times is the forward's time (k/v compression,
+    done by the caller, not included).
+    """
+    p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
+    with torch.no_grad():
+        o_cmp, lse_cmp = p.cmp_attn()
+        indices = p.select(lse_cmp)
+        o_slc, _ = p.slc_attn(indices)
+        o_win, _ = p.win_attn()
+    return [
+        ("cmp_attn", p.cmp_attn),
+        ("select", lambda: p.select(lse_cmp)),
+        ("slc_attn", lambda: p.slc_attn(indices)),
+        ("win_attn", p.win_attn),
+        ("combine", lambda: gated_sum(o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)),
+    ]
+
+
+def nsa_backward_stages(
+    q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config: NSAConfig, dout,
+    *, k_slc=None, v_slc=None, k_win=None, v_win=None, scale=None,
+) -> list[tuple[str, Callable[[], object]]]:
+    """The backward split into its stages, for timing each alone (gradients accumulate into
+    scratch buffers, so repeated calls keep the cost and change only the scratch values).
+
+    Returns, in order, [("gate_grads", f), ("cmp_bwd", f), ("slc_index", f), ("slc_bwd", f),
+    ("win_bwd", f)]: gate gradients and deltas; compressed branch dq + dk_cmp/dv_cmp;
+    the inverse (block -> tokens) index of the selection; selection branch dq + dk/dv;
+    sliding-window dq + dk/dv.
+    """
+    p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
+    dout = dout.contiguous()
+    with torch.no_grad():
+        o_cmp, lse_cmp = p.cmp_attn()
+        indices = p.select(lse_cmp)
+        o_slc, lse_slc = p.slc_attn(indices)
+        o_win, lse_win = p.win_attn()
+        _, delta = gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
+        n_blocks = config.num_slc_blocks(q.shape[1])
+        index = block_token_index(indices, n_blocks)
+    buf = _grad_buffers(p)
+
+    def cmp_bwd():
+        if p.k_cmp.shape[1] > 0:
+            band_attn_bwd(p.q, p.k_cmp, p.v_cmp, dout, p.g_cmp, lse_cmp, delta[0], Band.compressed(config),
+                          p.scale, buf["q"], buf["k_cmp"], buf["v_cmp"])
+
+    return [
+        ("gate_grads", lambda: gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)),
+        ("cmp_bwd", cmp_bwd),
+        ("slc_index", lambda: block_token_index(indices, n_blocks)),
+        ("slc_bwd", lambda: slc_attn_bwd(p.q, p.ks, p.vs, indices, dout, p.g_slc, lse_slc, delta[1], config,
+                                         p.scale, buf["q"], buf["k_slc"], buf["v_slc"], block_index=index)),
+        ("win_bwd", lambda: band_attn_bwd(p.q, p.kw, p.vw, dout, p.g_win, lse_win, delta[2], Band.window(config),
+                                          p.scale, buf["q"], buf["k_win"], buf["v_win"])),
+    ]

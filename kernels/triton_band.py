@@ -1,0 +1,278 @@
+"""Banded attention in Triton: each query token sees one contiguous range of key indices.
+
+Both the compression branch and the sliding window are of this form, so they share these
+kernels. For query token t the visible key indices are
+
+    hi(t) = (t - OFF) // STRIDE   (none when t < OFF)
+    lo(t) = hi(t) - WIN + 1       (0 when WIN == 0, i.e. no lower limit)
+
+compressed keys: OFF = l - 1, STRIDE = d, WIN = 0 (block i is usable once it has ended);
+sliding window:  OFF = 0, STRIDE = 1, WIN = w.
+
+Query rows are packed group-centric: a program holds BT consecutive tokens times the G query
+heads of one KV head (row r = token * G + head), so each key tile it loads serves BT * G rows.
+Softmax runs in base 2; the saved log-sum-exp `lse` is base 2 and +inf for rows with no key.
+Tensors are token-major and contiguous: q [B,T,HQ,dk], keys/values [B,NK,H,dk|dv].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_common import dot_precision, new_output, next_pow2
+
+LOG2E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class Band:
+    """The visible key range of a branch: see the module docstring."""
+
+    off: int
+    stride: int
+    win: int  # 0: no lower limit
+
+    @classmethod
+    def compressed(cls, config) -> "Band":
+        return cls(config.cmp_block - 1, config.cmp_stride, 0)
+
+    @classmethod
+    def window(cls, config) -> "Band":
+        return cls(0, 1, config.window)
+
+
+@triton.jit
+def _band_hi(t, OFF: tl.constexpr, STRIDE: tl.constexpr):
+    """Last visible key index for token(s) t, -1 when none."""
+    return tl.where(t >= OFF, (t - OFF) // STRIDE, -1)
+
+
+@triton.jit
+def _band_lo(hi, WIN: tl.constexpr):
+    """First visible key index given the last one."""
+    if WIN > 0:
+        lo = hi - WIN + 1
+    else:
+        lo = hi * 0
+    return lo
+
+
+@triton.jit
+def _band_fwd_kernel(
+    Q, K, V, O, LSE, T, NK, qk_scale,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+):
+    BM: tl.constexpr = BT * G
+    pid_t = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    t0 = pid_t * BT
+    r = tl.arange(0, BM)
+    t = t0 + r // G
+    rmask = t < T
+    row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
+    offk = tl.arange(0, BDK)
+    offv = tl.arange(0, BDV)
+    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
+    hi = _band_hi(t, OFF, STRIDE)
+    lo = _band_lo(hi, WIN)
+    t_last = tl.minimum(t0 + BT, T) - 1
+    hi_max = _band_hi(t_last, OFF, STRIDE)
+    lo_min = tl.maximum(_band_lo(_band_hi(t0, OFF, STRIDE), WIN), 0)
+    start = (lo_min // BN) * BN
+
+    m_i = tl.full([BM], float("-inf"), tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, BDV], tl.float32)
+    for n0 in range(start, hi_max + 1, BN):
+        kk = n0 + tl.arange(0, BN)
+        krow = (b * NK + kk).to(tl.int64) * H + h
+        kmask = kk < NK
+        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])
+        s = tl.where(vis, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+    has = l_i > 0
+    o = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("inf"))
+    tl.store(O + row[:, None] * DV + offv[None, :], o.to(O.dtype.element_ty), mask=rmask[:, None] & (offv[None, :] < DV))
+    tl.store(LSE + row, lse, mask=rmask)
+
+
+@triton.jit
+def _band_dq_kernel(
+    Q, K, V, DO, GATE, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+):
+    """DQ (fp32, accumulated in place) += this branch's dq; dO of the branch is gate * DO."""
+    BM: tl.constexpr = BT * G
+    pid_t = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    t0 = pid_t * BT
+    r = tl.arange(0, BM)
+    t = t0 + r // G
+    rmask = t < T
+    row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
+    offk = tl.arange(0, BDK)
+    offv = tl.arange(0, BDV)
+    qmask = rmask[:, None] & (offk[None, :] < DK)
+    vmask = rmask[:, None] & (offv[None, :] < DV)
+    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=qmask, other=0.0)
+    gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)
+    do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=vmask, other=0.0).to(tl.float32)
+    do = (do * gate[:, None]).to(q.dtype)
+    lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
+    delta = tl.load(DELTA + row, mask=rmask, other=0.0)
+    hi = _band_hi(t, OFF, STRIDE)
+    lo = _band_lo(hi, WIN)
+    t_last = tl.minimum(t0 + BT, T) - 1
+    hi_max = _band_hi(t_last, OFF, STRIDE)
+    lo_min = tl.maximum(_band_lo(_band_hi(t0, OFF, STRIDE), WIN), 0)
+    start = (lo_min // BN) * BN
+    dq = tl.zeros([BM, BDK], tl.float32)
+    for n0 in range(start, hi_max + 1, BN):
+        kk = n0 + tl.arange(0, BN)
+        krow = (b * NK + kk).to(tl.int64) * H + h
+        kmask = kk < NK
+        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
+        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])
+        p = tl.where(vis, tl.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    ptrs = DQ + row[:, None] * DK + offk[None, :]
+    tl.store(ptrs, tl.load(ptrs, mask=qmask, other=0.0) + dq * sm_scale, mask=qmask)
+
+
+@triton.jit
+def _band_dkv_kernel(
+    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+):
+    """DK_ACC/DV_ACC (fp32, accumulated in place) += this branch's dk/dv for one key tile."""
+    BM: tl.constexpr = BT * G
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    i0 = pid_n * BN
+    kk = i0 + tl.arange(0, BN)
+    kmask = kk < NK
+    krow = (b * NK + kk).to(tl.int64) * H + h
+    offk = tl.arange(0, BDK)
+    offv = tl.arange(0, BDV)
+    kmask_k = kmask[:, None] & (offk[None, :] < DK)
+    kmask_v = kmask[:, None] & (offv[None, :] < DV)
+    k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask_k, other=0.0)
+    v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask_v, other=0.0)
+    t_start = i0 * STRIDE + OFF
+    if WIN > 0:
+        t_end = tl.minimum(T, (i0 + BN - 1 + WIN) * STRIDE + OFF)
+    else:
+        t_end = T
+    dk = tl.zeros([BN, BDK], tl.float32)
+    dv = tl.zeros([BN, BDV], tl.float32)
+    r = tl.arange(0, BM)
+    for t0 in range(t_start, t_end, BT):
+        t = t0 + r // G
+        rmask = t < T
+        row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
+        q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
+        gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)
+        do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=rmask[:, None] & (offv[None, :] < DV), other=0.0)
+        do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)
+        lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
+        delta = tl.load(DELTA + row, mask=rmask, other=0.0)
+        hi = _band_hi(t, OFF, STRIDE)
+        lo = _band_lo(hi, WIN)
+        st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale
+        vis = (kk[:, None] <= hi[None, :]) & (kk[:, None] >= lo[None, :]) & rmask[None, :]
+        pt = tl.where(vis, tl.exp2(st - lse[None, :]), 0.0)
+        dv += tl.dot(pt.to(q.dtype), do, input_precision=PREC)
+        dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
+        dst = pt * (dpt - delta[None, :])
+        dk += tl.dot(dst.to(q.dtype), q, input_precision=PREC)
+    pk = DK_ACC + krow[:, None] * DK + offk[None, :]
+    pv = DV_ACC + krow[:, None] * DV + offv[None, :]
+    tl.store(pk, tl.load(pk, mask=kmask_k, other=0.0) + dk * sm_scale, mask=kmask_k)
+    tl.store(pv, tl.load(pv, mask=kmask_v, other=0.0) + dv, mask=kmask_v)
+
+
+def _tiles(group: int, rows: int) -> int:
+    """Tokens per program so that tokens * group = rows (at least one token)."""
+    return max(1, rows // group)
+
+
+def _launch_opts(q: torch.Tensor, rows: int) -> dict:
+    return {"num_warps": 4 if rows <= 64 else 8, "num_stages": 2}
+
+
+# Rows per program (tokens * G) and keys per tile; tuned on the H100 (scripts/gpu_check_kernels.py).
+FWD_ROWS, FWD_KEYS = 64, 64
+BWD_ROWS, BWD_KEYS = 64, 64
+
+
+def band_attn_fwd(q, k, v, band: Band, scale: float):
+    """Output [B,T,HQ,dv] (dtype of q) and base-2 lse [B,T,HQ] fp32 of banded attention."""
+    bsz, seq, hq, dk = q.shape
+    nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
+    g = hq // h
+    o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
+    lse = new_output((bsz, seq, hq), torch.float32, q.device)
+    bt = _tiles(g, FWD_ROWS)
+    grid = (triton.cdiv(seq, bt), bsz * h)
+    _band_fwd_kernel[grid](
+        q, k, v, o, lse, seq, nk, scale * LOG2E,
+        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, FWD_KEYS,
+        band.off, band.stride, band.win, dot_precision(q.dtype), **_launch_opts(q, bt * g),
+    )
+    return o, lse
+
+
+def band_attn_bwd(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq_acc, dk_acc, dv_acc):
+    """Accumulate this branch's gradients into the fp32 buffers dq_acc, dk_acc, dv_acc.
+
+    The branch's output gradient is gate * do; delta is rowsum(gate * do * o_branch).
+    """
+    bsz, seq, hq, dk = q.shape
+    nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
+    g = hq // h
+    bt = _tiles(g, BWD_ROWS)
+    common = (hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, BWD_KEYS, band.off, band.stride, band.win,
+              dot_precision(q.dtype))
+    _band_dq_kernel[(triton.cdiv(seq, bt), bsz * h)](
+        q, k, v, do, gate, lse, delta, dq_acc, seq, nk, scale * LOG2E, scale, *common,
+        **_launch_opts(q, bt * g),
+    )
+    if nk > 0:
+        _band_dkv_kernel[(triton.cdiv(nk, BWD_KEYS), bsz * h)](
+            q, k, v, do, gate, lse, delta, dk_acc, dv_acc, seq, nk, scale * LOG2E, scale, *common,
+            **_launch_opts(q, bt * g),
+        )
+

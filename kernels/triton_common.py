@@ -1,0 +1,54 @@
+"""Helpers shared by the Triton NSA modules: output allocation and small size rules."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# Tests set this to True: every kernel output then starts as NaN (ints as -7), so an element a
+# kernel forgot to write shows up in the comparison instead of passing as leftover memory.
+POISON_OUTPUTS = False
+
+
+def new_output(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialised tensor for a kernel to fill (NaN / -7 filled when POISON_OUTPUTS)."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if POISON_OUTPUTS:
+        out.fill_(float("nan") if dtype.is_floating_point else -7)
+    return out
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (and >= 1)."""
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: exact fp32 products for fp32 inputs, the default otherwise."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _interpreter_numpy_compat() -> None:
+    """Let triton 3.6's CPU interpreter run loops with run-time bounds under numpy >= 2.4.
+
+    The interpreter holds scalars as 1-element arrays and turns a loop bound into a Python int
+    with int(array), which numpy 2.4 rejects ("only 0-dimensional arrays can be converted to
+    Python scalars"); this takes the element instead. Only the interpreter is touched.
+    """
+    from triton.runtime import interpreter
+
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "nsa_compat", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched.nsa_compat = True
+    interpreter._patch_lang_tensor = patched
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    _interpreter_numpy_compat()
