@@ -184,6 +184,95 @@ def kernels(
     run_kernel_bench(spec, out, reports, tag, command=command)
 
 
+@app.command()
+def needle(
+    model: List[str] = typer.Option(
+        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    ),
+    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    ctx: str = typer.Option("8k", "--ctx", help="Longest context (a ladder of up to 5 lengths) or a list: 8k,16k,32k."),
+    depths: str = typer.Option("11", "--depths", help="Number of depths from 0 to 100%, or a list: 0,0.25,0.5 or 0%,50%."),
+    trials: int = typer.Option(3, "--trials", help="Trials per cell (trial t uses seed + t)."),
+    seed: int = typer.Option(0, "--seed", help="Base seed of the pass keys and the generated haystack."),
+    haystack: Optional[Path] = typer.Option(
+        None, "--haystack", help="Folder of .txt files for the haystack (default: built-in generated sentences)."
+    ),
+    needle_text: Optional[str] = typer.Option(None, "--needle", help="Needle text with a {value} placeholder."),
+    question: Optional[str] = typer.Option(None, "--question", help="Question at the end of the prompt."),
+    digits: int = typer.Option(5, "--digits", help="Digits of the random value."),
+    extrapolate: bool = typer.Option(
+        False, "--extrapolate", help="Also run lengths beyond the model's max_length (else: unsupported rows)."
+    ),
+    out: Path = typer.Option(Path("results/needle.csv"), "--out", help="Result CSV (rows appended, resumable)."),
+    report_dir: Path = typer.Option(Path("reports"), "--report-dir", help="Where the heatmap PNGs go."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+) -> None:
+    """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
+    from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, run_needle
+    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+
+    grid = NeedleGrid(
+        ctx_lens=parse_ctx(ctx),
+        depths=parse_depths(depths),
+        trials=trials,
+        seed=seed,
+        needle=needle_text or DEFAULT_NEEDLE,
+        question=question or DEFAULT_QUESTION,
+        haystack_dir=None if haystack is None else str(haystack),
+        digits=digits,
+        extrapolate=extrapolate,
+    )
+    models = models_by_attention(model, attentions(attn))
+    for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"rows in {out}")
+
+
+longbench_app = typer.Typer(
+    help="LongBench (v1, LongBench-E) on local JSONL files: generate with a model, or score predictions.",
+    no_args_is_help=True,
+)
+app.add_typer(longbench_app, name="longbench")
+
+
+@longbench_app.command("run")
+def longbench_run(
+    data: Path = typer.Option(..., "--data", help="Folder of LongBench files <subset>.jsonl (official format)."),
+    model: List[str] = typer.Option(
+        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    ),
+    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    datasets: Optional[List[str]] = typer.Option(
+        None, "--datasets", help="Subsets, comma-separated or repeated (default: all files in --data)."
+    ),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="First N examples of each subset."),
+    out: Path = typer.Option(Path("results/longbench.csv"), "--out", help="Result CSV (rows appended, resumable)."),
+    preds: Path = typer.Option(
+        Path("results/longbench_preds"), "--preds", help="Folder for prediction JSONL files (resumable)."
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+) -> None:
+    """Generate LongBench predictions (official prompts, middle truncation, greedy) and score them."""
+    from nsa_bench.suites.longbench.commands import run_command
+
+    run_command(data, model, attn, datasets, max_examples, out, preds, device, nsa_config)
+
+
+@longbench_app.command("score")
+def longbench_score(
+    predictions: Path = typer.Option(..., "--predictions", help="A <subset>.jsonl prediction file or a folder of them."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also append the rows to this CSV."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model label for the rows (default: the path)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="Attention label for the rows."),
+) -> None:
+    """Score existing predictions (lines with pred, answers, all_classes, length) as LongBench's eval.py."""
+    from nsa_bench.suites.longbench.commands import score_command
+
+    score_command(predictions, out, model, attn)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)

@@ -1,0 +1,439 @@
+"""Needle in a haystack: retrieval of a planted value over a grid of context lengths and needle depths.
+
+For each (context length, depth, trial) the prompt is
+
+    INTRO + haystack[:p] + needle + haystack[p:] + question
+
+built in the model's own tokens (the defaults follow the pass-key examples `nsa-bench train` mixes
+into training; a custom needle or question is set off by newlines unless it starts or ends with
+whitespace itself). `ctx_len` counts the prompt plus the tokens reserved for the answer, so a cell
+of length L fits a model whose max_length is L exactly. The needle goes in at the sentence boundary
+at or before depth * (haystack tokens). The model answers greedily and the answer is scored against
+the needle's value:
+
+    exact_match   1 if the answer (leading whitespace and quotes dropped) starts with the value and
+                  the value is not followed by another letter or digit, else 0
+    prefix_match  the length of the longest common prefix of the answer and the value, over the
+                  value's length (partial credit: 0.6 for 3 of 5 digits right from the start)
+
+Trial t uses seed + t for the value (and for the generated haystack), so both attentions and every
+cell see the same values. One CSV row per cell and metric, written as produced; cells already in
+the CSV are skipped (resume).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from nsa_bench.errors import UsageError
+from nsa_bench.lm import CausalLM
+
+from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
+
+INTRO = "A pass key is hidden in this text. Find it and remember it.\n"
+DEFAULT_NEEDLE = "\nThe pass key is {value}. Remember it. {value} is the pass key.\n"
+DEFAULT_QUESTION = "\nWhat is the pass key? The pass key is "
+METRICS = ("exact_match", "prefix_match")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """'8k' -> 8192, '64K' -> 65536, '1m' -> 1048576, '3000' -> 3000 (k = 1024 tokens)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(f"bad context length {text!r} (use e.g. 4096, 8k, 64k)")
+    value = float(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[match.group(2).lower()]
+    if value < 1 or value != int(value):
+        raise UsageError(f"bad context length {text!r}: must be a positive whole number of tokens")
+    return int(value)
+
+
+def ctx_ladder(ctx: int) -> list[int]:
+    """The default lengths up to ctx: ctx/16, ctx/8, ctx/4, ctx/2, ctx (those of at least 256 tokens)."""
+    return [ctx >> i for i in range(4, -1, -1) if ctx >> i >= 256] or [ctx]
+
+
+def parse_ctx(spec: str) -> list[int]:
+    """'64k' -> the ladder up to 64k; '8k,16k,32k' -> exactly those lengths (sorted, unique)."""
+    parts = [p for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise UsageError("--ctx is empty")
+    if len(parts) == 1:
+        return ctx_ladder(parse_size(parts[0]))
+    return sorted({parse_size(p) for p in parts})
+
+
+def parse_depths(spec: str) -> list[float]:
+    """'11' -> 11 depths evenly from 0 to 1; '0,0.5,1' or '0%,50%,100%' -> those depths."""
+    spec = spec.strip()
+    if re.fullmatch(r"\d+", spec):
+        count = int(spec)
+        if count < 1:
+            raise UsageError("--depths must be a positive count or a list of depths")
+        return [0.5] if count == 1 else [round(i / (count - 1), 4) for i in range(count)]
+    depths = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        try:
+            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
+        except ValueError:
+            raise UsageError(f"bad depth {part!r} (use fractions 0..1 or percentages like 50%)") from None
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"depth {part!r} is outside 0..1 (0%..100%)")
+        depths.append(round(value, 4))
+    if not depths:
+        raise UsageError("--depths is empty")
+    return sorted(set(depths))
+
+
+def passkey(seed: int, digits: int = 5) -> str:
+    """The needle's value for one trial seed: a number of `digits` digits, no leading zero."""
+    rng = random.Random(f"passkey-{seed}")
+    return str(rng.randint(10 ** (digits - 1), 10**digits - 1))
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.strip().lstrip("\"'`").split())
+
+
+def exact_match(answer: str, value: str) -> float:
+    """1.0 if the answer starts with the value and the value ends there (not '123456' for '12345')."""
+    answer, value = _normalize(answer), _normalize(value)
+    if not value or not answer.startswith(value):
+        return 0.0
+    rest = answer[len(value):]
+    return 0.0 if rest[:1].isalnum() else 1.0
+
+
+def prefix_match(answer: str, value: str) -> float:
+    """Longest common prefix of answer and value, as a fraction of the value's length."""
+    answer, value = _normalize(answer), _normalize(value)
+    if not value:
+        return 0.0
+    n = 0
+    for a, b in zip(answer, value):
+        if a != b:
+            break
+        n += 1
+    return n / len(value)
+
+
+def _set_off(text: str, end: bool = True) -> str:
+    """text with a newline before it (and after it if end) unless it has whitespace there already."""
+    text = text if text[:1].isspace() else "\n" + text
+    return text if not end or text[-1:].isspace() else text + "\n"
+
+
+@dataclass
+class NeedlePrompt:
+    """One prompt: token ids, where the needle starts (token index) and its depth in the haystack."""
+
+    ids: list[int]
+    needle_start: int
+    needle_depth: float
+
+
+def build_prompt(
+    encode: Callable[[str], list[int]],
+    haystack: TokenHaystack,
+    prompt_tokens: int,
+    depth: float,
+    needle: str,
+    question: str,
+) -> NeedlePrompt:
+    """A prompt of exactly prompt_tokens tokens with the needle at `depth` of the haystack."""
+    intro, needle_ids, question_ids = encode(INTRO), encode(_set_off(needle)), encode(_set_off(question, end=False))
+    budget = prompt_tokens - len(intro) - len(needle_ids) - len(question_ids)
+    if budget < 0:
+        raise ValueError(
+            f"a {prompt_tokens}-token prompt cannot hold the intro, needle and question "
+            f"({prompt_tokens - budget} tokens)"
+        )
+    tokens, starts = haystack.take(budget)
+    at = insertion_point(starts, budget, depth)
+    ids = intro + tokens[:at] + needle_ids + tokens[at:] + question_ids
+    return NeedlePrompt(ids=ids, needle_start=len(intro) + at, needle_depth=at / budget if budget else 0.0)
+
+
+@dataclass
+class NeedleGrid:
+    """What to run: lengths x depths x trials, the needle, the question and the haystack source."""
+
+    ctx_lens: list[int]
+    depths: list[float]
+    trials: int = 3
+    seed: int = 0
+    needle: str = DEFAULT_NEEDLE
+    question: str = DEFAULT_QUESTION
+    haystack_dir: str | None = None
+    digits: int = 5
+    extrapolate: bool = False
+    _file_sentences: list[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if "{value}" not in self.needle:
+            raise UsageError("--needle must contain the placeholder {value}")
+        if self.trials < 1:
+            raise UsageError("--trials must be at least 1")
+        if not 1 <= self.digits <= 32:
+            raise UsageError("--digits must be between 1 and 32")
+        if not self.ctx_lens or not self.depths:
+            raise UsageError("the grid is empty (no context lengths or no depths)")
+        if self.haystack_dir is not None:
+            self._file_sentences = split_sentences(read_text_dir(self.haystack_dir))
+
+    @property
+    def task(self) -> str:
+        return "passkey" if (self.needle, self.question) == (DEFAULT_NEEDLE, DEFAULT_QUESTION) else "needle"
+
+    @property
+    def haystack_name(self) -> str:
+        return str(self.haystack_dir) if self.haystack_dir is not None else "generated"
+
+    def config(self) -> dict:
+        """The columns that identify this grid's rows (resume only skips rows of the same grid)."""
+        return {
+            "needle": self.needle,
+            "question": self.question,
+            "haystack": self.haystack_name,
+            "seed": self.seed,
+            "trials": self.trials,
+            "digits": self.digits,
+        }
+
+    def value(self, trial: int) -> str:
+        return passkey(self.seed + trial, self.digits)
+
+    def haystacks(self, encode: Callable[[str], list[int]]) -> list[TokenHaystack]:
+        """One haystack per trial: generated from seed + trial, or the files' sentences (shared)."""
+        if self._file_sentences is not None:
+            shared = TokenHaystack(cycled(self._file_sentences), encode)
+            return [shared] * self.trials
+        return [TokenHaystack(generated_sentences(self.seed + t), encode) for t in range(self.trials)]
+
+
+def _stderr(scores: Sequence[float]) -> float:
+    n = len(scores)
+    if n < 2:
+        return float("nan")
+    mean = sum(scores) / n
+    return math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n)
+
+
+def _is_oom(error: BaseException) -> bool:
+    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
+
+
+def _error_status(error: BaseException) -> str:
+    first_line = (str(error).splitlines() or [""])[0][:200]
+    return f"error: {type(error).__name__}: {first_line}"
+
+
+def run_cell(
+    lm: CausalLM, grid: NeedleGrid, haystacks: list[TokenHaystack], ctx_len: int, depth: float, max_length: int
+) -> dict:
+    """Run all trials of one cell; returns status, per-trial answers and scores, prompt facts.
+
+    max_length is the model's own limit: longer cells are unsupported unless grid.extrapolate."""
+    if ctx_len > max_length and not grid.extrapolate:
+        return {"status": f"unsupported: context {ctx_len} > model max_length {max_length} (see --extrapolate)"}
+    answers, values, exact, prefix, depths, lengths = [], [], [], [], [], []
+    for trial in range(grid.trials):
+        value = grid.value(trial)
+        reserve = len(lm.encode(" " + value + ".")) + 2  # tokens left for the answer
+        try:
+            prompt = build_prompt(
+                lm.encode, haystacks[trial], ctx_len - reserve, depth, grid.needle.format(value=value), grid.question
+            )
+        except ValueError as error:
+            return {"status": f"unsupported: {error}"}
+        new_ids = lm.generate(prompt.ids, max_new_tokens=reserve, stop=("\n",))
+        answer = lm.decode(new_ids)
+        answers.append(answer)
+        values.append(value)
+        exact.append(exact_match(answer, value))
+        prefix.append(prefix_match(answer, value))
+        depths.append(prompt.needle_depth)
+        lengths.append(len(prompt.ids))
+    return {
+        "status": "ok",
+        "answers": answers,
+        "values": values,
+        "exact_match": exact,
+        "prefix_match": prefix,
+        "needle_depth": sum(depths) / len(depths),
+        "prompt_tokens": max(lengths),
+    }
+
+
+def cell_rows(
+    model: str, attention: str, max_length: int, grid: NeedleGrid, ctx_len: int, depth: float, cell: dict
+) -> list[dict]:
+    """The CSV rows (one per metric) of one finished cell."""
+    rows = []
+    for metric in METRICS:
+        scores = cell.get(metric)
+        rows.append(
+            {
+                "kind": "quality",
+                "suite": "needle",
+                "task": grid.task,
+                "attention": attention,
+                "model": model,
+                "metric": metric,
+                "score": sum(scores) / len(scores) if scores else float("nan"),
+                "n": len(scores) if scores else 0,
+                "stderr": _stderr(scores) if scores else float("nan"),
+                "ctx_len": ctx_len,
+                "depth": depth,
+                "status": cell["status"],
+                "needle_depth": cell.get("needle_depth", float("nan")),
+                "prompt_tokens": cell.get("prompt_tokens", float("nan")),
+                "max_length": max_length,
+                "extrapolated": ctx_len > max_length,
+                "values": json.dumps(cell.get("values", [])),
+                "answers": json.dumps(cell.get("answers", [])),
+                **grid.config(),
+            }
+        )
+    return rows
+
+
+def run_needle(
+    models: dict[str, str],
+    load: Callable[[str, str], CausalLM],
+    grid: NeedleGrid,
+    out: str | Path,
+    report_dir: str | Path | None = "reports",
+    progress: bool = True,
+) -> list[Path]:
+    """Run the grid for each attention in `models` (attention -> model path or preset); returns the heatmaps.
+
+    `load(model, attention)` gives the CausalLM (one at a time, freed before the next). Rows go to
+    the CSV at `out` as cells finish; cells already there (same model, attention, grid) are skipped.
+    """
+    import gc
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from nsa_bench.results import ResultWriter
+
+    writer = ResultWriter(out)
+    cells = [(c, d) for c in grid.ctx_lens for d in grid.depths]
+
+    def key(attention, ctx_len, depth):
+        return {"suite": "needle", "task": grid.task, "model": models[attention], "attention": attention,
+                "ctx_len": ctx_len, "depth": depth, "metric": METRICS[0], **grid.config()}
+
+    todo = {a: [c for c in cells if not writer.done(key(a, *c))] for a in models}
+    columns = (TextColumn("[bold]needle[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        job = bar.add_task("", total=sum(len(v) for v in todo.values()))
+        for attention, model in models.items():
+            if not todo[attention]:
+                continue
+            lm = load(model, attention)
+            max_length = lm.max_length
+            if grid.extrapolate:  # let the model take the longest cell (CausalLM truncates to max_length)
+                lm.max_length = max(max_length, *grid.ctx_lens)
+            haystacks = grid.haystacks(lm.encode)
+            for ctx_len, depth in todo[attention]:
+                bar.update(job, description=f"{attention} ctx={ctx_len} depth={depth:.0%}")
+                try:
+                    cell = run_cell(lm, grid, haystacks, ctx_len, depth, max_length)
+                except (RuntimeError, MemoryError) as error:
+                    cell = {"status": "oom" if _is_oom(error) else _error_status(error)}
+                    _free_cuda()
+                for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
+                    writer.write(row)
+                bar.advance(job)
+            del lm, haystacks
+            gc.collect()
+            _free_cuda()
+    if report_dir is None:
+        return []
+    return plot_heatmaps(out, models, grid.task, report_dir, stem=Path(out).stem)
+
+
+def _free_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def heatmap_table(rows: list[dict], model: str, task: str, attention: str, metric: str = "exact_match"):
+    """depth x ctx_len table (pandas) of the mean score (NaN where a cell did not run), or None if no rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if frame.empty or "suite" not in frame:
+        return None
+    sel = frame[
+        (frame["suite"] == "needle") & (frame["model"].astype(str) == str(model)) & (frame["task"] == task)
+        & (frame["attention"] == attention) & (frame["metric"] == metric)
+    ].copy()
+    if sel.empty:
+        return None
+    sel.loc[sel["status"] != "ok", "score"] = float("nan")
+    return sel.pivot_table(index="depth", columns="ctx_len", values="score", aggfunc="mean", dropna=False).sort_index()
+
+
+def _size_label(n: int) -> str:
+    return f"{n // 1024}k" if n % 1024 == 0 else str(n)
+
+
+def _draw(table, title: str, path: Path, cmap: str, vmin: float, vmax: float, label: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.0 + 0.9 * table.shape[1]), 1.6 + 0.42 * table.shape[0]))
+    colors = matplotlib.colormaps[cmap].with_extremes(bad="lightgray")
+    image = ax.imshow(np.ma.masked_invalid(table.values.astype(float)), cmap=colors, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [_size_label(int(c)) for c in table.columns])
+    ax.set_yticks(range(table.shape[0]), [f"{d:.0%}" for d in table.index])
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("needle depth")
+    ax.set_title(title, fontsize=10)
+    for (i, j), value in np.ndenumerate(table.values):
+        ax.text(j, i, f"{value:.2f}" if value == value else "n/a", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmaps(
+    csv: str | Path, models: dict[str, str], task: str, report_dir: str | Path, stem: str = "needle"
+) -> list[Path]:
+    """PNGs of exact match (depth x length) per attention (`<stem>_<attention>.png`) and, when both
+    attentions have rows, NSA minus full (`<stem>_diff.png`); `models` maps attention -> model."""
+    from nsa_bench.results import read_rows
+
+    rows = read_rows(csv) if Path(csv).exists() else []
+    report_dir = Path(report_dir)
+    tables, paths = {}, []
+    for attention, model in models.items():
+        table = heatmap_table(rows, model, task, attention)
+        if table is None:
+            continue
+        tables[attention] = table
+        title = f"{task}: exact match, {attention} attention\n{model}"
+        paths.append(_draw(table, title, report_dir / f"{stem}_{attention}.png", "RdYlGn", 0.0, 1.0, "exact match"))
+    if {"nsa", "full"} <= tables.keys():
+        diff = tables["nsa"].sub(tables["full"])
+        title = f"{task}: exact match, NSA minus full\nnsa: {models['nsa']}  full: {models['full']}"
+        paths.append(_draw(diff, title, report_dir / f"{stem}_diff.png", "RdBu", -1.0, 1.0, "NSA - full"))
+    return paths
