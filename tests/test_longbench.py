@@ -351,3 +351,21 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"nsa-bench: error: {bad}:1: missing 'context' (LongBench format)"
+
+
+def test_chinese_without_jieba_is_labelled_and_noted(monkeypatch, capsys):
+    monkeypatch.setattr(metrics, "ZH_TOKENIZER", "char")
+    assert main(["longbench", "score", "--predictions", str(PREDS / "passage_retrieval_zh.jsonl")]) == 0
+    assert "jieba is not installed" in capsys.readouterr().err
+    rows = score_predictions(DATA.parent / "preds")
+    assert _by(rows, "passage_retrieval_zh")["metric"] == "retrieval_zh"  # not a word metric: unchanged
+    assert metrics.metric_label("qa_f1_zh") == "qa_f1_zh_char" and metrics.metric_label("qa_f1") == "qa_f1"
+
+
+def test_one_model_per_attention():
+    pick = commands.models_by_attention
+    assert pick(["runs/a"], ("nsa", "full")) == {"nsa": "runs/a", "full": "runs/a"}
+    assert pick(["nsa=runs/n", "full=runs/f"], ("nsa", "full")) == {"nsa": "runs/n", "full": "runs/f"}
+    assert pick(["nsa=runs/n"], ("nsa",)) == {"nsa": "runs/n"}
+    with pytest.raises(UsageError):
+        pick(["runs/a", "runs/b"], ("nsa",))

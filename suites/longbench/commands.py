@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,16 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
     """Names given as repeated options and/or comma-separated lists."""
     names = [name.strip() for value in values or () for name in value.split(",") if name.strip()]
     return names or None
+
+
+def warn_if_chinese_without_jieba(subsets: Sequence[str]) -> None:
+    """Say on stderr when Chinese subsets are scored character-level because jieba is missing."""
+    from nsa_bench.suites.longbench.datasets import spec_for
+    from nsa_bench.suites.longbench.metrics import ZH_TOKENIZER
+
+    if ZH_TOKENIZER != "jieba" and any(spec_for(s).language == "zh" for s in subsets):
+        print("nsa-bench: note: jieba is not installed; Chinese F1/ROUGE use character tokens (metric *_char)",
+              file=sys.stderr)
 
 
 def models_by_attention(models: Sequence[str], attentions: Sequence[str]) -> dict[str, str]:
@@ -40,12 +51,8 @@ def load_model(model: str, attention: str, device: str | None, nsa_config: str |
     """A CausalLM from the models package (a path or preset, with the chosen attention)."""
     import torch
 
-    try:
-        from nsa_bench.models import load_lm
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("nsa_bench.models"):
-            raise UsageError("nsa_bench.models is not available in this install: cannot load a model") from None
-        raise
+    from nsa_bench.models import load_lm
+
     kwargs = {"attention": attention, "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
     if nsa_config:
         from nsa_bench.kernels.config import NSAConfig
@@ -116,6 +123,7 @@ def run_command(
         raise UsageError("--max-examples must be at least 1")
     chosen = models_by_attention(models, ATTENTIONS[attn])
     subsets = load_subsets(data_files(data, _split(datasets)), max_examples)
+    warn_if_chinese_without_jieba(list(subsets))
     writer = ResultWriter(out, extra={"data": str(data), "max_examples": max_examples, "nsa_config": nsa_config})
     rows: list[dict] = []
     progress = Progress(
@@ -143,6 +151,7 @@ def score_command(predictions: Path, out: Path | None, model: str | None, attn: 
     from nsa_bench.suites.longbench.scoring import score_predictions
 
     rows = score_predictions(predictions)
+    warn_if_chinese_without_jieba([r["task"] for r in rows if not str(r["task"]).startswith("average")])
     for row in rows:
         row.update(model=model or str(predictions), attention=attn or "")
     if out is not None:

@@ -8,10 +8,11 @@ Differences from LongBench's code (also in the README):
   computes: summary-level union-LCS over sentences split at '.', counting distinct words. That is
   not the textbook sentence-level LCS F-measure, but it reproduces LongBench's numbers.
 - Code similarity is the indel ratio 2*LCS/(len(a)+len(b)) over characters, rounded to whole
-  percents: what `fuzz.ratio` computes with python-Levenshtein installed.
+  percents (1 for two empty strings): what `fuzz.ratio` computes with python-Levenshtein installed.
 - Classification counts a class as predicted when its name occurs in the prediction, drops those
   that are proper substrings of the reference and scores 1/(number left) if the reference is among
-  them. This is what LongBench's code does in effect (its difflib fallback is unreachable there).
+  them. LongBench's code means the same (its difflib fallback is unreachable), but it removes from
+  the list it iterates, so of two adjacent such substrings it keeps the second; here both go.
 - Chinese tokens come from jieba when it is installed (as in LongBench); without jieba each CJK
   character is a token and runs of other letters/digits are tokens. `ZH_TOKENIZER` says which.
 """
