@@ -1,8 +1,9 @@
 """Which NSA implementation a model calls: the Triton kernels on CUDA, the PyTorch reference otherwise.
 
-impl = 'auto'       Triton on CUDA when `nsa_bench.kernels.nsa_attention` exists (else the reference,
-                    with one warning on stderr), the reference on CPU
-       'triton'     Triton, or an error saying why not (training at long context needs it)
+impl = 'auto'       on CUDA the Triton kernel (`nsa_bench.kernels.nsa_attention`), falling back to the
+                    reference, with one warning on stderr, where the kernel is missing or rejects the
+                    shapes (e.g. a GQA group it does not support); on CPU the reference
+       'triton'     the Triton kernel, or an error saying why not (training at long context needs it)
        'reference'  the PyTorch reference everywhere (correct, slow at long context)
 """
 
@@ -16,7 +17,13 @@ import torch
 from nsa_bench.kernels import nsa_attention_ref
 
 IMPLS = ("auto", "triton", "reference")
-_warned = False
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"nsa-bench: warning: {message}", file=sys.stderr)
 
 
 def triton_nsa() -> Callable | None:
@@ -28,26 +35,37 @@ def triton_nsa() -> Callable | None:
     return nsa_attention
 
 
+def _kernel_or_reference(kernel: Callable) -> Callable:
+    """kernel, except that inputs it rejects (ValueError) go to the reference, with a warning."""
+
+    def nsa(*args, **kwargs):
+        try:
+            return kernel(*args, **kwargs)
+        except ValueError as error:
+            _warn_once(f"Triton NSA cannot run these inputs ({error}); using the slow PyTorch reference")
+            return nsa_attention_ref(*args, **kwargs)
+
+    return nsa
+
+
 def nsa_function(device: torch.device, impl: str = "auto") -> Callable:
     """The nsa_attention(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, ...) to call on device."""
-    global _warned
     if impl not in IMPLS:
         raise ValueError(f"NSA implementation must be one of {IMPLS}, got {impl!r}")
     if impl == "reference":
         return nsa_attention_ref
     on_cuda = torch.device(device).type == "cuda"
-    kernel = triton_nsa() if on_cuda or impl == "triton" else None
-    if impl == "triton" and kernel is None:
-        raise RuntimeError(
-            "the Triton NSA kernel (nsa_bench.kernels.nsa_attention) is not available in this checkout; "
-            "use the PyTorch reference explicitly (nsa_impl='reference', --nsa-impl reference) if slow is fine"
-        )
     if impl == "triton" and not on_cuda:
         raise RuntimeError(f"the Triton NSA kernel needs a CUDA device, got {device}")
-    if kernel is None and on_cuda and not _warned:
-        print(
-            "nsa-bench: warning: Triton NSA kernel not available; using the slow PyTorch reference on CUDA",
-            file=sys.stderr,
-        )
-        _warned = True
-    return kernel or nsa_attention_ref
+    if not on_cuda:
+        return nsa_attention_ref
+    kernel = triton_nsa()
+    if kernel is None:
+        if impl == "triton":
+            raise RuntimeError(
+                "the Triton NSA kernel (nsa_bench.kernels.nsa_attention) is not available in this checkout; "
+                "use the PyTorch reference explicitly (nsa_impl='reference', --nsa-impl reference) if slow is fine"
+            )
+        _warn_once("Triton NSA kernel not available; using the slow PyTorch reference on CUDA")
+        return nsa_attention_ref
+    return kernel if impl == "triton" else _kernel_or_reference(kernel)

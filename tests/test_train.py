@@ -1,0 +1,106 @@
+"""Training: the tiny preset learns on a CPU, a resumed run equals an uninterrupted one, data is a
+function of (seed, step), and the CLI command's output."""
+
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+from nsa_bench.cli import main
+from nsa_bench.models import ByteTokenizer, load_checkpoint, load_lm
+from nsa_bench.train import TrainConfig, train
+from nsa_bench.train_data import TrainData, kv_example, passkey_example
+
+WORDS = "the a essay startup founder idea work write read think good hard time money people city".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))) + "." for _ in range(1500)]
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text("\n".join(lines))
+    return str(path)
+
+
+def _config(corpus, out, **changes):
+    base = dict(data=corpus, out=str(out), preset="tiny", ctx=128, batch=4, max_steps=12, eval_every=6, lr=3e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_tiny_pair_trains_and_loss_decreases(corpus, tmp_path):
+    finals = train(_config(corpus, tmp_path), progress=False)
+    df = pd.read_csv(tmp_path / "train.csv")
+    assert set(finals) == {"nsa", "full"}
+    for attention in ("nsa", "full"):
+        g = df[df["attention"] == attention].sort_values("step")
+        assert g["step"].tolist() == list(range(1, 13)) and (g["status"] == "ok").all()
+        assert g["loss"].iloc[-3:].mean() < g["loss"].iloc[:3].mean() - 0.5
+        assert g["val_loss"].notna().sum() == 2 and (g["tokens_per_s"] > 0).all()
+        assert (g["tokens"] == g["step"] * 4 * 128).all()
+        model = load_checkpoint(tmp_path / attention)
+        assert model.cfg.attention == attention and model.cfg.max_seq_len == 128
+        assert load_lm(str(tmp_path / attention)).attention == attention
+    assert set(df["kind"]) == {"train"} and df["ctx_len"].eq(128).all()
+    assert (tmp_path / "train_loss.png").stat().st_size > 10_000
+
+
+def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
+    whole = _config(corpus, tmp_path / "a", attention="nsa", max_steps=6, save_every=3)
+    train(whole, progress=False)
+
+    def crash_after_step_4(attention, row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    cut = _config(corpus, tmp_path / "b", attention="nsa", max_steps=6, save_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, on_step=crash_after_step_4, progress=False)
+    assert len(pd.read_csv(tmp_path / "b" / "train.csv")) == 4  # rows are written as produced
+    cut.resume = True
+    train(cut, progress=False)
+
+    a, b = (pd.read_csv(tmp_path / d / "train.csv") for d in ("a", "b"))
+    assert b["step"].tolist() == list(range(1, 7))  # steps after the checkpoint (step 4) were redone once
+    assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), abs=1e-5)
+    ma, mb = (load_checkpoint(tmp_path / d / "nsa").state_dict() for d in ("a", "b"))
+    for name in ma:
+        torch.testing.assert_close(mb[name], ma[name], atol=1e-6, rtol=1e-5)
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    text = " ".join(WORDS * 300)
+    data = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, synthetic_frac=0.5)
+    ids, mask = data.batch_at(3)
+    again, _ = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, synthetic_frac=0.5).batch_at(3)
+    assert torch.equal(ids, again) and ids.shape == (4, 257)
+    assert not torch.equal(ids, data.batch_at(4)[0])
+    assert mask[:2].sum() == 0 and mask[2].sum() == 5 and mask[3].sum() == 8  # 2 text, passkey, kv
+
+
+def test_synthetic_examples_ask_for_what_they_hid():
+    tok, rng = ByteTokenizer(), random.Random(3)
+    ex = passkey_example(rng, tok.encode("filler text. " * 100), tok, 400)
+    text = tok.decode(ex.ids)
+    key = tok.decode(ex.ids[ex.answer[0] : ex.answer[1]])
+    assert len(ex.ids) == 400 and text.endswith(f"The pass key is {key}") and f"The pass key is {key}. " in text
+    ex = kv_example(rng, tok, 400)
+    text = tok.decode(ex.ids)
+    value = tok.decode(ex.ids[ex.answer[0] : ex.answer[1]])
+    asked = text.rsplit("The value of key ", 1)[1].split(" ")[0]
+    assert len(ex.ids) == 400 and f"key {asked} value {value}\n" in text
+
+
+def test_cli_train_and_its_errors(corpus, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--data", corpus, "--preset", "tiny", "--ctx", "64", "--max-steps", "2", "--out", str(out)]
+    assert main(args + ["--attn", "full"]) == 0
+    printed = capsys.readouterr().out
+    assert "full steps 2" in printed and str(out / "train.csv") in printed
+    assert main(["train", "--data", str(tmp_path / "missing"), "--max-steps", "2"]) == 2
+    assert main(["train", "--data", corpus]) == 2  # no budget
+    assert main(["train", "--data", corpus, "--max-steps", "2", "--nsa", "8/3/16/4/32"]) == 2
+    assert main(["train", "--data", corpus, "--max-steps", "2", "--nsa-impl", "triton", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("nsa-bench: error:") == 4 and "Traceback" not in err
