@@ -2,6 +2,7 @@
 
 from .compression import CompressionMLP, mean_pool_compress
 from .config import NSAConfig
+from .parallel import nsa_attention, nsa_forward_stages
 from .reference import full_attention_ref, nsa_attention_ref, nsa_select_blocks
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "NSAConfig",
     "full_attention_ref",
     "mean_pool_compress",
+    "nsa_attention",
     "nsa_attention_ref",
+    "nsa_forward_stages",
     "nsa_select_blocks",
 ]
