@@ -49,7 +49,7 @@ def env() -> None:
 def train(
     data: str = typer.Option(..., "--data", help="Text file or folder of .txt/.md files to train on."),
     attn: str = typer.Option("both", "--attn", help="nsa, full, or both (a pair: same seed, data order and budget)."),
-    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (~25M params, 8k context)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (23M full / 30M NSA params, 8k context)."),
     ctx: int = typer.Option(None, "--ctx", help="Context length in tokens (default: the preset's; tiny 256, small 2048, gpu 8192)."),
     batch: int = typer.Option(None, "--batch", help="Sequences per step (default: the preset's)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Step budget per model."),

@@ -147,12 +147,12 @@ def check_triton_nsa(cfg: TrainConfig, device: torch.device) -> str:
                 x.grad = None
             out = f(q, k, v, mean_pool_compress(k, nsa), mean_pool_compress(v, nsa), *gates, nsa)
             out.float().square().sum().backward()
-            results.append([out.float(), q.grad.float(), k.grad.float(), v.grad.float()])
+            results.append([x.detach().float() for x in (out, q.grad, k.grad, v.grad)])
     except Exception as error:  # the kernel failed to compile or run on this GPU
         raise RuntimeError(f"the Triton NSA kernel failed on {torch.cuda.get_device_name(device)}: "
                            f"{type(error).__name__}: {error}") from error
     for name, got, want in zip(("output", "dq", "dk", "dv"), *results):
-        err = float((got - want).norm() / want.norm().clamp_min(1e-6))
+        err = float((got - want).norm() / want.norm().clamp_min(1e-6)) if got.numel() else 0.0
         if not math.isfinite(err) or err > 0.05:
             raise RuntimeError(f"the Triton NSA kernel disagrees with the reference on {name}: relative error {err:.3g}")
     return "Triton (nsa_bench.kernels.nsa_attention)"
@@ -180,6 +180,8 @@ class _Run:
             lr=cfg.lr, betas=(0.9, 0.95), **({"fused": True} if device.type == "cuda" else {}),
         )
         self.step, self.wall, self.tokens = 0, 0.0, 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             self.step, self.wall, self.tokens = state["step"], state["wall"], state["tokens"]
@@ -213,9 +215,10 @@ class _Run:
         n_tokens = ids.shape[0] * (ids.shape[1] - 1)
         self.tokens += n_tokens
         answer_loss = float(per_token[mask].mean()) if mask.any() else float("nan")
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else float("nan")
         return {"step": self.step, "loss": float(loss.detach()), "answer_loss": answer_loss, "lr": lr,
                 "grad_norm": float(grad_norm), "step_s": seconds, "tokens_per_s": n_tokens / seconds,
-                "wall_s": self.wall, "tokens": self.tokens}
+                "wall_s": self.wall, "tokens": self.tokens, "peak_mem_gb": peak}
 
     def warm_up(self, ids: torch.Tensor) -> None:
         """An untimed forward/backward that compiles kernels; the weights do not change."""

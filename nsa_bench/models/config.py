@@ -65,7 +65,8 @@ class ModelConfig:
         return replace(self, **changes)
 
 
-# tiny: trains on a CPU in seconds (tests). gpu: ~25M parameters, quick steps at 8k tokens on an H100.
+# tiny: trains on a CPU in seconds (tests). gpu: 23M parameters (full) / 30M (NSA: three k/v projections),
+# about 0.12 / 0.24 s per step of 8 x 8192 tokens on an H100.
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=176, max_seq_len=256, nsa="8/4/16/4/32"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# NSA / full-attention pair at 8k context on one H100 (issue 6, point 4): the gpu preset (~25M params),
+# the same seed, data order and training-time budget for both; CSV to results/, plot to reports/.
+#
+# The device machine sees only the repository, so copy the corpus into an ignored folder first, here:
+#   mkdir -p runs/data && cp -r ../shared/data/needle/PaulGrahamEssays runs/data/
+# then call the device tool with carry ["runs/data"] and the command
+#   PYTHONUNBUFFERED=1 bash scripts/train_pair_h100.sh
+# BUDGET (seconds of training per model, default 210) keeps both runs, the warm-up, evaluation and
+# start-up inside one 10-minute call. Without a working Triton NSA the run stops at once and says why.
+set -euo pipefail
+BUDGET=${BUDGET:-210}
+CTX=${CTX:-8192}
+DATA=${DATA:-runs/data/PaulGrahamEssays}
+python -m pip install -q --no-deps --no-build-isolation -e .  # the pip of the python that runs below
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python -m nsa_bench.cli train --data "$DATA" --preset gpu --ctx "$CTX" --attn both --time-budget "$BUDGET" \
+  --out "runs/train-gpu-ctx$CTX" --csv "results/train_gpu_ctx$CTX.csv" --plot "reports/train_gpu_ctx$CTX.png"
+if [ -n "${OUT:-}" ]; then cp "results/train_gpu_ctx$CTX.csv" "reports/train_gpu_ctx$CTX.png" "$OUT/"; fi
