@@ -1,0 +1,242 @@
+"""nsa_decode: one NSA decode step over an NSACache, in four Triton launches (triton_decode.py).
+
+The step reads N_cmp + n*l' + w cached tokens per KV head and sequence (NSA_SPEC.md,
+"Decoding with a KV cache"), split over enough programs to fill the GPU (flash-decoding):
+the compressed tokens in slices, each selected block and each slice of the window in its own
+program, then a small merge. Sequence lengths are read on the device and the launch sizes
+depend only on the cache's capacity, so a step is capturable in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .cache import NSACache
+from .config import NSAConfig
+from .triton_common import dot_precision, new_output, next_pow2
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+MAX_CANDIDATES = 512  # local top-n lists merged per KV head (bounds the context: see _plan)
+CMP_TILE = 64  # compressed tokens per tile (raised to l'/d when that is larger)
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Launch sizes of one decode step, fixed by the cache's capacity (see triton_decode.py)."""
+
+    group: int
+    n_sel: int  # selected blocks (config.slc_count)
+    bn: int  # compressed tokens per tile
+    tiles: int  # tiles per compressed-attention program
+    p_cmp: int  # compressed-attention programs per KV head
+    n_tiles_cap: int  # tiles over max_len
+    bpt: int  # selection blocks starting in one tile
+    nbt: int  # selection blocks one tile touches (bpt + spill into the next tile's first blocks)
+    bb: int  # selection blocks per _select_kernel program
+    p_sel: int  # _select_kernel programs per KV head
+    wch: int  # window tokens per program
+    p_win: int  # window programs per KV head
+
+    @property
+    def n_slots(self) -> int:
+        return self.p_cmp + self.n_sel + self.p_win
+
+
+def _tile_sizes(config: NSAConfig, cmp_tile: int = CMP_TILE) -> tuple[int, int, int]:
+    """(bn, bpt, nbt): compressed tokens per tile, selection blocks starting in a tile, and
+    selection blocks a tile touches (bpt plus the spill into the next tile's first blocks)."""
+    ratio = config.slc_block // config.cmp_stride
+    if ratio & (ratio - 1) or ratio > 256:
+        raise ValueError(f"nsa_decode needs slc_block / cmp_stride a power of two up to 256, got {config}")
+    bn = max(cmp_tile, ratio)
+    bpt = bn // ratio
+    nbt = ((bn - 1) * config.cmp_stride + config.cmp_block - 1) // config.slc_block + 1
+    if nbt - bpt > bpt:
+        raise ValueError(f"nsa_decode needs cmp_block <= {bpt * config.slc_block} for {config}")
+    return bn, bpt, nbt
+
+
+def check_decode_config(config: NSAConfig) -> None:
+    """Raise ValueError if the decode kernels do not support this config."""
+    _tile_sizes(config)
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 132  # the interpreter: plan as for an H100
+
+
+def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, block_chunk: int | None = None,
+                window_chunk: int = 64, cmp_tile: int = CMP_TILE) -> DecodePlan:
+    """Launch sizes for a cache and a query-head count. tiles / block_chunk / window_chunk /
+    cmp_tile override the defaults (tests use small ones to exercise the splits; benchmarks tune)."""
+    c = cache.config
+    bn, bpt, nbt = _tile_sizes(c, cmp_tile)
+    bh = cache.batch * cache.kv_heads
+    n_tiles_cap = max(1, -(-cache.max_cmp // bn))
+    if tiles is None:  # the most tiles per program that still leaves >= 2 programs per SM
+        tiles = 1
+        while tiles < 8 and bh * -(-n_tiles_cap // (2 * tiles)) >= 2 * _num_sms(cache.device):
+            tiles *= 2
+    p_cmp = -(-n_tiles_cap // tiles)
+    n_blocks = c.num_slc_blocks(cache.max_len)
+    n = c.slc_count
+    bb = block_chunk or min(128, max(next_pow2(n_blocks), 16))
+    bb = max(bb, next_pow2(n))
+    p_sel = -(-n_blocks // bb)
+    if p_sel * n > MAX_CANDIDATES:
+        raise ValueError(f"nsa_decode supports caches of up to {MAX_CANDIDATES // n * bb * c.slc_block} tokens"
+                         f" with {c}, got max_len={cache.max_len}")
+    wch = min(next_pow2(c.window), window_chunk)
+    return DecodePlan(q_heads // cache.kv_heads, n, bn, tiles, p_cmp, n_tiles_cap, bpt, nbt, bb, p_sel,
+                      wch, -(-c.window // wch))
+
+
+def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
+    ws = cache.workspaces.get(plan)
+    if ws is None:
+        bh, g, dev = cache.batch * cache.kv_heads, plan.group, cache.device
+        f32 = torch.float32
+        ws = {
+            "o": new_output((bh, plan.n_slots, g, cache.dv), f32, dev),
+            "m": new_output((bh, plan.n_slots, g), f32, dev),
+            "l": new_output((bh, plan.n_slots, g), f32, dev),
+            "imp": new_output((bh, plan.n_tiles_cap, g, plan.nbt), f32, dev),
+            "imp_m": new_output((bh, plan.n_tiles_cap, g), f32, dev),
+            "cand_v": new_output((bh, plan.p_sel, plan.n_sel), f32, dev),
+            "cand_i": new_output((bh, plan.p_sel, plan.n_sel), torch.int32, dev),
+        }
+        cache.workspaces[plan] = ws
+    return ws
+
+
+def _check_inputs(q, cache, g_cmp, g_slc, g_win, config):
+    if not isinstance(cache, NSACache):
+        raise ValueError(f"cache must be an NSACache, got {type(cache).__name__}")
+    if config is not None and config != cache.config:
+        raise ValueError(f"config {config} differs from the cache's {cache.config}")
+    if not isinstance(q, torch.Tensor) or q.dim() != 4 or q.shape[0] != cache.batch or q.shape[1] != 1 \
+            or q.shape[3] != cache.dk:
+        got = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
+        raise ValueError(f"q must have shape [B={cache.batch}, 1, HQ, dk={cache.dk}], got {got}")
+    if q.shape[2] % cache.kv_heads:
+        raise ValueError(f"query heads ({q.shape[2]}) must be a multiple of the cache's KV heads ({cache.kv_heads})")
+    if q.dtype != cache.dtype or q.device != cache.device:
+        raise ValueError(f"q must be {cache.dtype} on {cache.device} like the cache, got {q.dtype} on {q.device}")
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"nsa_decode supports float16, bfloat16 and float32, got {q.dtype}")
+    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"nsa_decode needs CUDA tensors (or TRITON_INTERPRET=1 on CPU), got {q.device}")
+    for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_win", g_win)):
+        if not isinstance(g, torch.Tensor) or tuple(g.shape) != (cache.batch, 1, q.shape[2]) or g.device != q.device:
+            raise ValueError(f"{name} must be a tensor [B, 1, HQ] = {(cache.batch, 1, q.shape[2])} on {q.device}")
+
+
+def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None = None, *,
+               scale: float | None = None, plan: DecodePlan | None = None, out=None,
+               return_blocks: bool = False):
+    """NSA output [B, 1, HQ, dv] of one new query token per sequence, q [B, 1, HQ, dk], whose own
+    key/value is already in the cache (query position = length - 1); gates [B, 1, HQ].
+
+    Equals the last row of nsa_attention_ref over each sequence's cached tokens. No host
+    synchronisation: capturable in a CUDA graph. plan: launch sizes (default decode_plan(...)).
+    out: tensor to write into. return_blocks: also return the selected blocks [B, 1, H, n]
+    (ascending, -1 padded), gathered with torch ops from the kernels' scratch (for checks).
+    """
+    _check_inputs(q, cache, g_cmp, g_slc, g_win, config)
+    from . import triton_decode as td  # noqa: PLC0415 (Triton import kept lazy)
+
+    batch, _, q_heads, dk = q.shape
+    h, dv = cache.kv_heads, cache.dv
+    plan = plan or decode_plan(cache, q_heads)
+    ws = _workspace(cache, plan)
+    c = cache.config
+    g, gp = plan.group, max(16, next_pow2(plan.group))
+    bdk, bdv = max(16, next_pow2(dk)), max(16, next_pow2(dv))
+    prec = dot_precision(q.dtype)
+    qk_scale = (1.0 / math.sqrt(dk) if scale is None else scale) * td.LOG2E
+    if q.stride(3) != 1:
+        q = q.contiguous()
+    if not g_cmp.stride() == g_slc.stride() == g_win.stride():
+        g_cmp, g_slc, g_win = (g.contiguous() for g in (g_cmp, g_slc, g_win))
+    if out is None:
+        out = new_output((batch, 1, q_heads, dv), q.dtype, q.device)
+    bh = batch * h
+    dims = dict(H=h, G=g, GP=gp)
+    heads = dict(DK=dk, DV=dv, BDK=bdk, BDV=bdv)
+
+    td._cmp_kernel[(bh, plan.p_cmp)](
+        q, cache.k_cmp, cache.v_cmp, cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"],
+        q.stride(0), q.stride(2), *cache.k_cmp.stride()[:3], *cache.v_cmp.stride()[:3], qk_scale,
+        **dims, **heads, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
+        N_SLOTS=plan.n_slots, TILES=plan.tiles, BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap,
+        BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
+        num_warps=4, num_stages=2,
+    )
+    td._select_kernel[(bh, plan.p_sel)](
+        cache.lengths, ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand_v"], ws["cand_i"],
+        **dims, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
+        BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
+        BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, num_warps=4,
+    )
+    n_cand = plan.p_sel * plan.n_sel
+    td._sparse_kernel[(bh, plan.n_sel + plan.p_win)](
+        q, cache.k_slc, cache.v_slc, cache.k_win, cache.v_win, cache.lengths, ws["cand_v"], ws["cand_i"],
+        ws["o"], ws["m"], ws["l"],
+        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3],
+        *cache.k_win.stride()[:3], *cache.v_win.stride()[:3], qk_scale,
+        **dims, **heads, SLC_BLOCK=c.slc_block, WINDOW=c.window,
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, N_SEL=plan.n_sel, N_CAND=n_cand, BCAND=next_pow2(n_cand),
+        BS=min(64, max(16, next_pow2(c.slc_block))), WCH=plan.wch, BW=min(64, plan.wch), PREC=prec,
+        num_warps=4, num_stages=2,
+    )
+    td._combine_kernel[(batch * q_heads,)](
+        ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
+        g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
+        HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
+        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.n_slots), P_CMP=plan.p_cmp, N_SEL=plan.n_sel,
+        num_warps=4,
+    )
+    if return_blocks:
+        return out, _selected_blocks(ws, plan, batch, h)
+    return out
+
+
+def _selected_blocks(ws: dict, plan: DecodePlan, batch: int, kv_heads: int) -> torch.Tensor:
+    """The blocks _sparse_kernel attends to, [B, 1, H, n] ascending with -1 padding."""
+    key = ws["cand_v"].view(batch * kv_heads, -1).double()
+    idx = ws["cand_i"].view(batch * kv_heads, -1).long()
+    order = torch.sort(idx, dim=-1, stable=True).indices  # ties to the lower block index...
+    key, idx = key.gather(-1, order), idx.gather(-1, order)
+    top = torch.sort(key, dim=-1, descending=True, stable=True).indices[:, : plan.n_sel]  # ...then by key
+    blocks = torch.where(key.gather(-1, top) > float("-inf"), idx.gather(-1, top), -1)
+    blocks = torch.where(blocks < 0, torch.iinfo(torch.int64).max, blocks).sort(dim=-1).values
+    blocks = torch.where(blocks == torch.iinfo(torch.int64).max, -1, blocks)
+    return blocks.view(batch, 1, kv_heads, plan.n_sel)
+
+
+def make_decode_problem(batch: int, seq_len: int, q_heads: int, kv_heads: int, dk: int, dv: int,
+                        config: NSAConfig, dtype: torch.dtype, device, *, lengths=None, max_len=None,
+                        seed: int = 0):
+    """A ready decode step for benchmarks: (q [B,1,HQ,dk], cache, (g_cmp, g_slc, g_win)).
+
+    The cache holds random keys/values (mean-pool compression) for `lengths` tokens per
+    sequence (default: all seq_len), capacity max_len (default seq_len); gates are sigmoids
+    of normal draws. Call nsa_decode(q, cache, *gates).
+    """
+    gen = torch.Generator(device=device).manual_seed(seed)
+    cache = NSACache(batch, max_len or seq_len, kv_heads, dk, dv, config, dtype=dtype, device=device)
+    k = torch.randn(batch, seq_len, kv_heads, dk, generator=gen, device=device, dtype=dtype)
+    v = torch.randn(batch, seq_len, kv_heads, dv, generator=gen, device=device, dtype=dtype)
+    cache.prefill(k, v, lengths)
+    del k, v
+    q = torch.randn(batch, 1, q_heads, dk, generator=gen, device=device, dtype=dtype)
+    gates = tuple(torch.sigmoid(torch.randn(batch, 1, q_heads, generator=gen, device=device)).to(dtype)
+                  for _ in range(3))
+    return q, cache, gates

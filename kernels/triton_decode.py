@@ -1,0 +1,319 @@
+"""Triton kernels of the NSA decode step (one new query token per sequence) and of the cache append.
+
+A decode step is four launches, none of which needs the host to know the sequence lengths
+(they are read on the device), so a step can be captured in a CUDA graph:
+
+  _cmp_kernel      grid (B*H, P_CMP): compressed attention split over the compressed tokens
+                   (flash-decoding). Each program writes a partial output with its base-2
+                   running max and sum, and, per tile of BN compressed tokens, the partial
+                   block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each query
+                   head and each selection block j the tile touches, with that m_tile.
+  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials, importance
+                   of BB selection blocks (summed over the G heads of the group), forced blocks,
+                   and the BB blocks' local top-n (ranks by score, ties to the lower index).
+  _sparse_kernel   grid (B*H, n + P_WIN): program s < n merges the local top-n lists, takes the
+                   block of global rank s and attends to it; the others attend to a slice of the
+                   sliding window. Each writes a partial output.
+  _combine_kernel  grid (B*HQ,): merges the partials of each branch and writes the gated sum.
+
+All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
+k/v [B, H, T_max, d], compressed k/v [B, H, N_max + 1, d].
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _append_kernel(
+    LEN, KN, VN, K, V, KC, VC, KSN, VSN, KS, VS, KWN, VWN, KW, VW,
+    s_kn_b, s_kn_h, s_vn_b, s_vn_h,
+    s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t,
+    s_kc_b, s_kc_h, s_kc_t, s_vc_b, s_vc_h, s_vc_t,
+    trash_slot,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BL: tl.constexpr,
+    SEPARATE_SLC: tl.constexpr, SEPARATE_WIN: tl.constexpr, MEAN_POOL: tl.constexpr,
+):
+    """Write token `len` of sequence b (all heads); with MEAN_POOL, also the compressed token a
+    completed block gives (else into the trash row) and bump the length. New tokens [B,1,H,d]
+    share strides with their selection/window twins; caches share strides likewise."""
+    b = tl.program_id(0)
+    pos = tl.load(LEN + b)
+    dk = tl.arange(0, BDK)
+    dv = tl.arange(0, BDV)
+    dkm = dk < DK
+    dvm = dv < DV
+    n_new = pos + 1
+    full = (n_new >= CMP_BLOCK) & ((n_new - CMP_BLOCK) % CMP_STRIDE == 0)
+    slot = tl.where(full, (n_new - CMP_BLOCK) // CMP_STRIDE, trash_slot)
+    r = tl.arange(0, BL)
+    prev = pos - (CMP_BLOCK - 1) + r
+    prev_ok = (r < CMP_BLOCK - 1) & (prev >= 0)
+    for h in range(H):
+        new_k = b * s_kn_b + h * s_kn_h
+        new_v = b * s_vn_b + h * s_vn_h
+        at_k = b * s_k_b + h * s_k_h + pos * s_k_t
+        at_v = b * s_v_b + h * s_v_h + pos * s_v_t
+        kn = tl.load(KN + new_k + dk, mask=dkm)
+        vn = tl.load(VN + new_v + dv, mask=dvm)
+        tl.store(K + at_k + dk, kn, mask=dkm)
+        tl.store(V + at_v + dv, vn, mask=dvm)
+        if SEPARATE_SLC:
+            tl.store(KS + at_k + dk, tl.load(KSN + new_k + dk, mask=dkm), mask=dkm)
+            tl.store(VS + at_v + dv, tl.load(VSN + new_v + dv, mask=dvm), mask=dvm)
+        if SEPARATE_WIN:
+            tl.store(KW + at_k + dk, tl.load(KWN + new_k + dk, mask=dkm), mask=dkm)
+            tl.store(VW + at_v + dv, tl.load(VWN + new_v + dv, mask=dvm), mask=dvm)
+        if MEAN_POOL:
+            # The block's other l-1 tokens come from the cache, the new one from registers.
+            kp = tl.load(K + b * s_k_b + h * s_k_h + prev[:, None] * s_k_t + dk[None, :],
+                         mask=prev_ok[:, None] & dkm[None, :], other=0.0).to(tl.float32)
+            vp = tl.load(V + b * s_v_b + h * s_v_h + prev[:, None] * s_v_t + dv[None, :],
+                         mask=prev_ok[:, None] & dvm[None, :], other=0.0).to(tl.float32)
+            kmean = (tl.sum(kp, axis=0) + kn.to(tl.float32)) / CMP_BLOCK
+            vmean = (tl.sum(vp, axis=0) + vn.to(tl.float32)) / CMP_BLOCK
+            tl.store(KC + b * s_kc_b + h * s_kc_h + slot * s_kc_t + dk, kmean.to(kn.dtype), mask=dkm)
+            tl.store(VC + b * s_vc_b + h * s_vc_h + slot * s_vc_t + dv, vmean.to(vn.dtype), mask=dvm)
+    if MEAN_POOL:
+        tl.store(LEN + b, n_new)
+
+
+@triton.jit
+def _load_q(Q, b, h, s_q_b, s_q_h, G: tl.constexpr, GP: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr):
+    """The G query rows of KV head h (padded to GP rows of zeros), [GP, BDK]."""
+    rows = tl.arange(0, GP)
+    dk = tl.arange(0, BDK)
+    return tl.load(Q + b * s_q_b + (h * G + rows)[:, None] * s_q_h + dk[None, :],
+                   mask=(rows < G)[:, None] & (dk < DK)[None, :], other=0.0)
+
+
+@triton.jit
+def _attend_tile(q, K, V, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
+                 DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+                 PREC: tl.constexpr):
+    """Online-softmax update of (m_i, l_i, acc) with the keys/values at token indices pos (where
+    ok); K/V point at the (b, h) base. Returns the new state and the tile's p (base-2 probs
+    relative to the new running max)."""
+    dk = tl.arange(0, BDK)
+    dv = tl.arange(0, BDV)
+    k = tl.load(K + pos[:, None] * s_k_t + dk[None, :], mask=ok[:, None] & (dk < DK)[None, :], other=0.0)
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+    s = tl.where(ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    p = tl.exp2(s - m_new[:, None])
+    alpha = tl.exp2(m_i - m_new)
+    v = tl.load(V + pos[:, None] * s_v_t + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    return m_new, l_i, acc, p
+
+
+@triton.jit
+def _store_partial(WO, WM, WL, slot, m_i, l_i, acc, G: tl.constexpr, GP: tl.constexpr,
+                   DV: tl.constexpr, BDV: tl.constexpr):
+    rows = tl.arange(0, GP)
+    dv = tl.arange(0, BDV)
+    row_ok = rows < G
+    tl.store(WO + (slot * G + rows)[:, None] * DV + dv[None, :], acc,
+             mask=row_ok[:, None] & (dv < DV)[None, :])
+    tl.store(WM + slot * G + rows, m_i, mask=row_ok)
+    tl.store(WL + slot * G + rows, l_i, mask=row_ok)
+
+
+@triton.jit
+def _cmp_kernel(
+    Q, KC, VC, LEN, WO, WM, WL, WIMP, WIMPM,
+    s_q_b, s_q_h, s_kc_b, s_kc_h, s_kc_t, s_vc_b, s_vc_h, s_vc_t, qk_scale,
+    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
+    N_SLOTS: tl.constexpr, TILES: tl.constexpr, BN: tl.constexpr, N_TILES_CAP: tl.constexpr,
+    BPT: tl.constexpr, NBT: tl.constexpr, BNBT: tl.constexpr, PREC: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    s = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    length = tl.load(LEN + b)
+    n_cmp = tl.where(length >= CMP_BLOCK, (length - CMP_BLOCK) // CMP_STRIDE + 1, 0)
+    n_tiles = tl.cdiv(n_cmp, BN)
+    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
+    rows = tl.arange(0, GP)
+    row_ok = rows < G
+    cols = tl.arange(0, BNBT)
+    m_i = tl.full([GP], float("-inf"), tl.float32)
+    l_i = tl.zeros([GP], tl.float32)
+    acc = tl.zeros([GP, BDV], tl.float32)
+    kc = KC + b * s_kc_b + h * s_kc_h
+    vc = VC + b * s_vc_b + h * s_vc_h
+    t_lo = s * TILES
+    t_hi = tl.minimum(t_lo + TILES, n_tiles)
+    for tile in range(t_lo, t_hi):
+        i = tile * BN + tl.arange(0, BN)
+        ok = i < n_cmp
+        m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, ok, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
+                                        DK, DV, BDK, BDV, PREC)
+        # Overlap (in units of d) of compressed token i with selection block tile*BPT + col.
+        tok_lo = i * CMP_STRIDE
+        blk_lo = (tile * BPT + cols) * SLC_BLOCK
+        ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
+              - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
+        w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
+        imp = tl.dot(p, w, input_precision="tf32x3")  # w holds small integers: exact in tf32
+        at = (bh * N_TILES_CAP + tile) * G
+        tl.store(WIMP + (at + rows)[:, None] * NBT + cols[None, :], imp,
+                 mask=row_ok[:, None] & (cols < NBT)[None, :])
+        tl.store(WIMPM + at + rows, m_i, mask=row_ok)
+    _store_partial(WO, WM, WL, bh * N_SLOTS + s, m_i, l_i, acc, G, GP, DV, BDV)
+
+
+@triton.jit
+def _select_kernel(
+    LEN, WM, WL, WIMP, WIMPM, CV, CI,
+    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
+    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
+    BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
+    BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    s = tl.program_id(1)
+    b = bh // H
+    length = tl.load(LEN + b)
+    cur = (length - 1) // SLC_BLOCK
+    n_cmp = tl.where(length >= CMP_BLOCK, (length - CMP_BLOCK) // CMP_STRIDE + 1, 0)
+    n_tiles = tl.cdiv(n_cmp, BN)
+    rows = tl.arange(0, GP)
+    row_ok = rows < G
+
+    # Global base-2 softmax statistics of the compressed scores, per query head.
+    ps = tl.arange(0, BP_CMP)
+    st = (bh * N_SLOTS + ps)[:, None] * G + rows[None, :]
+    st_ok = (ps < P_CMP)[:, None] & row_ok[None, :]
+    mp = tl.load(WM + st, mask=st_ok, other=float("-inf"))
+    lp = tl.load(WL + st, mask=st_ok, other=0.0)
+    m_all = tl.max(mp, axis=0)
+    m_all = tl.where(m_all > float("-inf"), m_all, 0.0)
+    l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)
+    inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)
+
+    # Importance of blocks j: each tile's partial, rescaled to the global softmax, over heads;
+    # a block also collects the spill of the tile before it (compressed blocks crossing its start).
+    j = s * BB + tl.arange(0, BB)
+    tile = j // BPT
+    r = j % BPT
+    at = (bh * N_TILES_CAP + tile)[:, None] * G + rows[None, :]
+    ok = (tile < n_tiles)[:, None] & row_ok[None, :]
+    scale = tl.exp2(tl.load(WIMPM + at, mask=ok, other=float("-inf")) - m_all[None, :]) * inv_l[None, :]
+    score = tl.sum(tl.load(WIMP + at * NBT + r[:, None], mask=ok, other=0.0) * scale, axis=1)
+    if NBT > BPT:
+        at = at - G
+        ok = ((tile >= 1) & (tile - 1 < n_tiles) & (r < NBT - BPT))[:, None] & row_ok[None, :]
+        scale = tl.exp2(tl.load(WIMPM + at, mask=ok, other=float("-inf")) - m_all[None, :]) * inv_l[None, :]
+        score += tl.sum(tl.load(WIMP + at * NBT + BPT + r[:, None], mask=ok, other=0.0) * scale, axis=1)
+
+    started = j <= cur
+    forced = started & ((j == 0) | (j == cur) | (j == cur - 1))
+    key = tl.where(forced, float("inf"), tl.where(started, score, float("-inf")))
+    # Rank of each block among the BB: higher key first, ties to the lower index.
+    beats = (key[:, None] > key[None, :]) | ((key[:, None] == key[None, :]) & (j[:, None] < j[None, :]))
+    rank = tl.sum(beats.to(tl.int32), axis=0)
+    keep = rank < N_SEL
+    out = (bh * P_SEL + s) * N_SEL + rank
+    tl.store(CV + out, key, mask=keep)
+    tl.store(CI + out, j, mask=keep)
+
+
+@triton.jit
+def _sparse_kernel(
+    Q, KS, VS, KW, VW, LEN, CV, CI, WO, WM, WL,
+    s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t,
+    s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
+    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, WINDOW: tl.constexpr,
+    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, N_SEL: tl.constexpr,
+    N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, WCH: tl.constexpr, BW: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    s = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    length = tl.load(LEN + b)
+    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
+    m_i = tl.full([GP], float("-inf"), tl.float32)
+    l_i = tl.zeros([GP], tl.float32)
+    acc = tl.zeros([GP, BDV], tl.float32)
+    if s < N_SEL:
+        # The block of global rank s among all local top-n lists (same order as _select_kernel).
+        c = tl.arange(0, BCAND)
+        c_ok = c < N_CAND
+        cv = tl.load(CV + bh * N_CAND + c, mask=c_ok, other=float("-inf"))
+        ci = tl.where(c_ok, tl.load(CI + bh * N_CAND + c, mask=c_ok, other=0), 1 << 30)
+        beats = (cv[:, None] > cv[None, :]) | ((cv[:, None] == cv[None, :]) & (ci[:, None] < ci[None, :]))
+        mine = tl.sum(beats.to(tl.int32), axis=0) == s
+        blk_key = tl.max(tl.where(mine, cv, float("-inf")), axis=0)
+        blk = tl.max(tl.where(mine, ci, -1), axis=0)
+        if blk_key > float("-inf"):
+            ks = KS + b * s_k_b + h * s_k_h
+            vs = VS + b * s_v_b + h * s_v_h
+            for off in range(0, SLC_BLOCK, BS):
+                r = off + tl.arange(0, BS)
+                pos = blk * SLC_BLOCK + r
+                ok = (r < SLC_BLOCK) & (pos < length)
+                m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
+                                                DK, DV, BDK, BDV, PREC)
+    else:
+        kw = KW + b * s_kw_b + h * s_kw_h
+        vw = VW + b * s_vw_b + h * s_vw_h
+        start = tl.maximum(length - WINDOW, 0) + (s - N_SEL) * WCH
+        for off in range(0, WCH, BW):
+            pos = start + off + tl.arange(0, BW)
+            ok = pos < length
+            m_i, l_i, acc, p = _attend_tile(q, kw, vw, pos, ok, s_kw_t, s_vw_t, m_i, l_i, acc, qk_scale,
+                                            DK, DV, BDK, BDV, PREC)
+    _store_partial(WO, WM, WL, bh * N_SLOTS + P_CMP + s, m_i, l_i, acc, G, GP, DV, BDV)
+
+
+@triton.jit
+def _merge(m, l, o, inb):
+    """Softmax-merge the partials flagged inb: normalised output [BDV] (zeros if no keys)."""
+    m = tl.where(inb, m, float("-inf"))
+    m_max = tl.max(m, axis=0)
+    w = tl.where(inb, tl.exp2(m - tl.where(m_max > float("-inf"), m_max, 0.0)), 0.0)
+    denom = tl.sum(w * l, axis=0)
+    return tl.sum(w[:, None] * o, axis=0) / tl.where(denom > 0, denom, 1.0)
+
+
+@triton.jit
+def _combine_kernel(
+    WO, WM, WL, GC, GS, GW, O,
+    s_g_b, s_g_h, s_o_b, s_o_h,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
+    N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, N_SEL: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = pid // HQ
+    hq = pid % HQ
+    bh = b * H + hq // G
+    g = hq % G
+    sl = tl.arange(0, BSLOTS)
+    dv = tl.arange(0, BDV)
+    ok = sl < N_SLOTS
+    at = (bh * N_SLOTS + sl) * G + g
+    m = tl.load(WM + at, mask=ok, other=float("-inf"))
+    l = tl.load(WL + at, mask=ok, other=0.0)
+    o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
+    o_cmp = _merge(m, l, o, sl < P_CMP)
+    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + N_SEL))
+    o_win = _merge(m, l, o, (sl >= P_CMP + N_SEL) & ok)
+    gate = b * s_g_b + hq * s_g_h
+    out = (tl.load(GC + gate).to(tl.float32) * o_cmp + tl.load(GS + gate).to(tl.float32) * o_slc
+           + tl.load(GW + gate).to(tl.float32) * o_win)
+    tl.store(O + b * s_o_b + hq * s_o_h + dv, out.to(O.dtype.element_ty), mask=dv < DV)
