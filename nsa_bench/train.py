@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from nsa_bench.models import Transformer, load_checkpoint, preset, save_checkpoint
+from nsa_bench.models.model import bf16_autocast
 from nsa_bench.models.nsa_backend import nsa_function
 from nsa_bench.models.tokenizer import load_tokenizer
 from nsa_bench.results import ResultWriter
@@ -112,10 +113,6 @@ def lm_loss(model: Transformer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.
     return per_token.mean(), per_token.detach(), (logits.detach().argmax(-1) == targets)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -202,7 +199,7 @@ class _Run:
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         _sync(self.device)
         t0 = time.perf_counter()
-        with _autocast(self.device):
+        with bf16_autocast(self.device):
             loss, per_token, _ = lm_loss(self.model, ids)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -222,7 +219,7 @@ class _Run:
 
     def warm_up(self, ids: torch.Tensor) -> None:
         """An untimed forward/backward that compiles kernels; the weights do not change."""
-        with _autocast(self.device):
+        with bf16_autocast(self.device):
             loss, _, _ = lm_loss(self.model, ids.to(self.device))
         loss.backward()
         self.opt.zero_grad(set_to_none=True)
@@ -233,7 +230,7 @@ class _Run:
         """Held-out text loss and exact-match accuracy on held-out retrieval answers."""
         self.model.eval()
         losses, hits = [], []
-        with _autocast(self.device):
+        with bf16_autocast(self.device):
             for i in range(self.cfg.eval_batches):
                 ids = data.val_text(i).to(self.device)
                 losses.append(float(lm_loss(self.model, ids)[0]))

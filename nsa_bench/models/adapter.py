@@ -12,13 +12,8 @@ from nsa_bench.kernels import NSAConfig
 
 from .checkpoint import is_checkpoint, load_checkpoint
 from .config import ATTENTIONS, PRESETS, preset
-from .model import Transformer
+from .model import Transformer, bf16_autocast
 from .tokenizer import load_tokenizer
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (as in training), nothing elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
 class _Greedy:
@@ -62,16 +57,16 @@ class NativeLM(_Greedy):
         return self.tokenizer.decode(ids)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), _autocast(self.device):
+        with torch.no_grad(), bf16_autocast(self.device):
             return self.model(ids.to(self.device)).float()
 
     def _start(self, ids: list[int]) -> torch.Tensor:
         self._cache = self.model.new_cache()
-        with _autocast(self.device):
+        with bf16_autocast(self.device):
             return self.model(torch.tensor([ids], device=self.device), self._cache)[0, -1]
 
     def _next(self, token: int) -> torch.Tensor:
-        with _autocast(self.device):
+        with bf16_autocast(self.device):
             return self.model(torch.tensor([[token]], device=self.device), self._cache)[0, -1]
 
 

@@ -14,6 +14,13 @@ from .config import ModelConfig
 from .nsa_backend import nsa_function
 
 
+def bf16_autocast(device: torch.device):
+    """bf16 autocast on CUDA (training and inference alike), a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
