@@ -56,7 +56,7 @@ class NSACache:
         self._longest = 0  # host-side upper bound on self.lengths (prefill length + appends)
         self._rows = torch.arange(batch, device=self.device)
         self._block_offsets = torch.arange(self.config.cmp_block, device=self.device)
-        self.workspaces: dict = {}  # decode scratch, keyed by the launch plan (kernels/decode.py)
+        self.workspaces: dict = {}  # decode plans and scratch buffers (kernels/decode.py)
 
     # ---- filling --------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ class DecodePlan:
     p_sel: int  # _select_kernel programs per KV head
     wch: int  # window tokens per program
     p_win: int  # window programs per KV head
+    warps: int = 4  # num_warps of the compressed-attention and sparse-attention kernels
+    stages: int = 2  # their num_stages
 
     @property
     def n_slots(self) -> int:
@@ -72,9 +74,10 @@ def _num_sms(device: torch.device) -> int:
 
 
 def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, block_chunk: int | None = None,
-                window_chunk: int = 64, cmp_tile: int = CMP_TILE) -> DecodePlan:
+                window_chunk: int = 64, cmp_tile: int = CMP_TILE, warps: int = 4, stages: int = 2) -> DecodePlan:
     """Launch sizes for a cache and a query-head count. tiles / block_chunk / window_chunk /
-    cmp_tile override the defaults (tests use small ones to exercise the splits; benchmarks tune)."""
+    cmp_tile / warps / stages override the defaults (tests use small ones to exercise the splits;
+    benchmarks tune)."""
     c = cache.config
     bn, bpt, nbt = _tile_sizes(c, cmp_tile)
     bh = cache.batch * cache.kv_heads
@@ -94,7 +97,7 @@ def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, bloc
                          f" with {c}, got max_len={cache.max_len}")
     wch = min(next_pow2(c.window), window_chunk)
     return DecodePlan(q_heads // cache.kv_heads, n, bn, tiles, p_cmp, n_tiles_cap, bpt, nbt, bb, p_sel,
-                      wch, -(-c.window // wch))
+                      wch, -(-c.window // wch), warps, stages)
 
 
 def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
@@ -153,7 +156,10 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
 
     batch, _, q_heads, dk = q.shape
     h, dv = cache.kv_heads, cache.dv
-    plan = plan or decode_plan(cache, q_heads)
+    if plan is None:  # the default plan, computed once per cache and head count
+        plan = cache.workspaces.get(("plan", q_heads))
+        if plan is None:
+            plan = cache.workspaces[("plan", q_heads)] = decode_plan(cache, q_heads)
     ws = _workspace(cache, plan)
     c = cache.config
     g, gp = plan.group, max(16, next_pow2(plan.group))
@@ -176,7 +182,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         **dims, **heads, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, TILES=plan.tiles, BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap,
         BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
-        num_warps=4, num_stages=2,
+        num_warps=plan.warps, num_stages=plan.stages,
     )
     td._select_kernel[(bh, plan.p_sel)](
         cache.lengths, ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand_v"], ws["cand_i"],
@@ -194,7 +200,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         **dims, **heads, SLC_BLOCK=c.slc_block, WINDOW=c.window,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, N_SEL=plan.n_sel, N_CAND=n_cand, BCAND=next_pow2(n_cand),
         BS=min(64, max(16, next_pow2(c.slc_block))), WCH=plan.wch, BW=min(64, plan.wch), PREC=prec,
-        num_warps=4, num_stages=2,
+        num_warps=plan.warps, num_stages=plan.stages,
     )
     td._combine_kernel[(batch * q_heads,)](
         ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
