@@ -273,6 +273,48 @@ def longbench_score(
     score_command(predictions, out, model, attn)
 
 
+@app.command()
+def lmeval(
+    model: List[str] = typer.Option(
+        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    ),
+    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    tasks: str = typer.Option("gsm8k,mmlu", "--tasks", help="gsm8k, mmlu (all subjects in --mmlu-dir), mmlu_<subject>."),
+    gsm8k_dir: Optional[Path] = typer.Option(
+        None, "--gsm8k-dir", envvar="NSA_BENCH_GSM8K_DIR", help="Folder with GSM8K train.jsonl and test.jsonl."
+    ),
+    mmlu_dir: Optional[Path] = typer.Option(
+        None, "--mmlu-dir", envvar="NSA_BENCH_MMLU_DIR", help="Folder of Hendrycks MMLU CSVs (dev/, test/)."
+    ),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N questions of each task (MMLU: of each subject)."),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Override the tasks' few-shot count (5)."),
+    batch_size: str = typer.Option("8", "--batch-size", help="Rows per forward pass for log-likelihoods, or auto."),
+    max_gen_toks: Optional[int] = typer.Option(None, "--max-gen-toks", help="Longest generation (default 256)."),
+    out: Path = typer.Option(Path("results/lmeval.csv"), "--out", help="Result CSV (rows appended, resumable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+) -> None:
+    """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts."""
+    from nsa_bench.suites.lmeval_suite import resolve_tasks, run_lmeval
+    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+
+    if not (batch_size == "auto" or batch_size.isdigit() and int(batch_size) > 0):
+        raise UsageError(f"--batch-size must be a positive number or auto, got {batch_size!r}")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    gsm8k, mmlu = (None if d is None else str(d) for d in (gsm8k_dir, mmlu_dir))
+    pairs = resolve_tasks(names, gsm8k, mmlu)
+    models = models_by_attention(model, attentions(attn))
+    rows = run_lmeval(models, lambda m, a: load_model(m, a, device, nsa_config), pairs, out, gsm8k, mmlu,
+                      limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, max_gen_toks=max_gen_toks)
+    for row in rows:
+        if row["task"] in ("gsm8k", "mmlu") or row["status"] != "ok":
+            typer.echo(f"{row['attention']:5s} {row['task']:10s} {row['metric']:30s} {row['score']:.4f} "
+                       f"(n={row['n']}) {row['status']}")
+    typer.echo(f"rows in {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)

@@ -1,0 +1,255 @@
+"""lm-eval's model class for any nsa-bench CausalLM: `--model nsa-bench`.
+
+Importing this module registers the class with lm-eval under the name `nsa-bench`. lm-eval 0.4
+has no plugin entry points for models, so its own `lm_eval` command cannot see the class; run
+
+    python -m nsa_bench.suites.lmeval_model --model nsa-bench \\
+        --model_args pretrained=PATH_OR_PRESET,attention=nsa --tasks gsm8k_local \\
+        --metadata '{"gsm8k_dir": "/data/gsm8k"}'
+
+which registers the class, adds this package's local task configs (suites/lmeval_tasks) to
+`--include_path` and hands every argument to lm-eval's command line. `nsa-bench lmeval` is the
+short way.
+
+Model arguments: pretrained (path or preset, see nsa_bench.models.load_lm), attention (nsa | full),
+nsa_config (l/d/l_sel/n/w), device, batch_size (int, or 'auto': rows up to AUTO_BATCH_TOKENS
+tokens), max_length (cap on the model's context), max_gen_toks (default 256). gsm8k_dir and
+mmlu_dir are accepted and ignored here (they are task metadata).
+
+Scoring follows lm-eval's conventions for causal models: trailing spaces of a context move to the
+continuation; a context is cut from the left to fit max_length; an empty context is replaced by the
+model's BOS token (else EOS; with neither, the first token of the continuation is context, not
+scored). Requests with the same input tokens share one forward pass (multiple-choice answers of one
+question), inputs are sorted by length and right-padded into batches (causal models: padding after
+a row cannot change its logits). Generation is greedy and cut at the first stop string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+from tqdm import tqdm
+
+from nsa_bench.lm import CausalLM
+
+log = logging.getLogger(__name__)
+
+NAME = "nsa-bench"
+AUTO_BATCH_TOKENS = 16384
+DATA_KEYS = ("gsm8k_dir", "mmlu_dir")
+
+
+def prefix_token(lm: CausalLM) -> int | None:
+    """The token an empty context stands for: BOS if the tokenizer has one, else EOS, else None."""
+    tokenizer = getattr(lm, "tokenizer", None)
+    for owner, attr in ((tokenizer, "bos_id"), (lm, "bos_token_id"), (lm, "eos_id"), (lm, "eos_token_id")):
+        value = getattr(owner, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def cut_at_stop(text: str, stops: Iterable[str]) -> str:
+    """text up to (not including) the earliest occurrence of any stop string."""
+    cut = len(text)
+    for stop in stops:
+        if stop:
+            at = text.find(stop)
+            if at != -1:
+                cut = min(cut, at)
+    return text[:cut]
+
+
+@register_model(NAME)
+class NSABenchLM(LM):
+    """lm-eval LM over a CausalLM: loaded from `pretrained` with `attention`, or given as `lm`."""
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        attention: str = "nsa",
+        nsa_config: str | None = None,
+        device: str | None = None,
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        max_length: int | None = None,
+        max_gen_toks: int = 256,
+        lm: CausalLM | None = None,
+        progress: bool = True,
+        **data_dirs,
+    ):
+        super().__init__()
+        unknown = set(data_dirs) - set(DATA_KEYS)
+        if unknown:
+            raise ValueError(f"nsa-bench model: unknown argument(s) {', '.join(sorted(unknown))}")
+        if lm is None:
+            if not pretrained:
+                raise ValueError("nsa-bench model: give pretrained=PATH_OR_PRESET")
+            from nsa_bench.models import load_lm
+
+            lm = load_lm(pretrained, attention=attention, device=_device(device), nsa_config=nsa_config)
+        self.lm = lm
+        self._max_length = int(max_length) if max_length else lm.max_length
+        self.max_gen_toks = int(max_gen_toks)
+        self.prefix = prefix_token(lm)
+        self.progress = progress
+        auto = str(batch_size).startswith("auto")
+        self.batch_rows = int(max_batch_size or 64) if auto else max(1, int(batch_size))
+        self.batch_tokens = AUTO_BATCH_TOKENS if auto else None
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def device(self):
+        return self.lm.device
+
+    @property
+    def tokenizer_name(self) -> str:
+        return f"{NAME}:{self.lm.name}"
+
+    # ---- loglikelihood ---------------------------------------------------------------------------
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if not context:
+            cont = self.lm.encode(continuation)
+            if self.prefix is not None:
+                return [self.prefix], cont
+            return cont[:1], cont[1:]
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self.lm.encode(context + continuation)
+        ctx = self.lm.encode(context)
+        return ctx, whole[len(ctx):]
+
+    def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]], desc: str = "") -> list[tuple[float, bool]]:
+        """(sum log p(continuation | context), whether greedy decoding gives the continuation) per pair.
+
+        Inputs are (context + continuation)[:-1], cut from the left to max_length; identical inputs
+        are computed once; batches of similar length, right-padded."""
+        inputs: dict[tuple[int, ...], int] = {}
+        plan = []  # (input index, continuation)
+        for context, continuation in pairs:
+            if len(continuation) > self.max_length:
+                raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length {self.max_length}")
+            row = tuple((list(context) + list(continuation))[-(self.max_length + 1):][:-1])
+            plan.append((inputs.setdefault(row, len(inputs)), list(continuation)))
+        rows = list(inputs)
+        logprobs: list[torch.Tensor | None] = [None] * len(rows)  # per input: log-softmax of its last positions
+        needed = [0] * len(rows)
+        for index, continuation in plan:
+            needed[index] = max(needed[index], len(continuation))
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        with tqdm(total=len(order), desc=desc or "loglikelihood", disable=not self.progress) as bar:
+            for batch in self._batches(order, rows):
+                width = len(rows[batch[0]])
+                ids = torch.tensor([list(rows[i]) + [rows[i][-1]] * (width - len(rows[i])) for i in batch])
+                logits = self.lm.logits(ids.to(self.lm.device))
+                for j, i in enumerate(batch):
+                    n = len(rows[i])
+                    logprobs[i] = logits[j, n - needed[i] : n].float().log_softmax(-1).cpu()
+                bar.update(len(batch))
+        results = []
+        for index, continuation in plan:
+            if not continuation:
+                results.append((0.0, True))
+                continue
+            lp = logprobs[index][-len(continuation):]
+            target = torch.tensor(continuation)
+            total = float(lp.gather(-1, target[:, None]).sum())
+            results.append((total, bool((lp.argmax(-1) == target).all())))
+        return results
+
+    def _batches(self, order: list[int], rows: list[tuple[int, ...]]):
+        batch: list[int] = []
+        for i in order:  # longest first: the first row of a batch sets its width
+            width = len(rows[batch[0]]) if batch else len(rows[i])
+            full = len(batch) >= self.batch_rows or (
+                self.batch_tokens is not None and (len(batch) + 1) * width > self.batch_tokens
+            )
+            if batch and full:
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        pairs = [self._encode_pair(*req.args) for req in requests]
+        results = self.score_tokens(pairs, desc="loglikelihood")
+        for req, result in zip(requests, results):
+            self.cache_hook.add_partial("loglikelihood", req.args, result)
+        return results
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        pairs, owner = [], []
+        for n, req in enumerate(requests):
+            tokens = self.lm.encode(req.args[0])
+            prefix = self.prefix
+            if prefix is None and tokens:
+                prefix, tokens = tokens[0], tokens[1:]
+            for window in get_rolling_token_windows(tokens, prefix, self.max_length, context_len=1):
+                pairs.append(make_disjoint_window(window))
+                owner.append(n)
+        totals = [0.0] * len(requests)
+        for n, (logprob, _) in zip(owner, self.score_tokens(pairs, desc="loglikelihood_rolling")):
+            totals[n] += logprob
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    # ---- generation ------------------------------------------------------------------------------
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        outputs = []
+        for req in tqdm(requests, desc="generate_until", disable=not self.progress):
+            context, kwargs = req.args
+            kwargs = dict(kwargs or {})
+            if kwargs.get("do_sample") and float(kwargs.get("temperature", 1.0) or 0.0) > 0:
+                raise ValueError("nsa-bench model decodes greedily only (do_sample=true was asked for)")
+            until = kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            max_new = int(kwargs.get("max_gen_toks", self.max_gen_toks))
+            ids = self.lm.encode(context)[-max(1, self.max_length - max_new):]
+            text = cut_at_stop(self.lm.decode(self.lm.generate(ids, max_new, stop=until)), until)
+            self.cache_hook.add_partial("generate_until", req.args, text)
+            outputs.append(text)
+        return outputs
+
+
+def _device(device: str | None) -> str:
+    """The device to load on: as asked, but CPU when CUDA is asked for and absent (lm_eval's default)."""
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("nsa-bench model: %s asked for but no CUDA GPU here; using cpu", device)
+        return "cpu"
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """lm-eval's command line with the nsa-bench model registered and our task configs included."""
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    from .lmeval_data import TASKS_DIR
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--include_path" in args:
+        at = args.index("--include_path") + 1
+        log.warning("--include_path %s replaces this package's task configs %s", args[at] if at < len(args) else "", TASKS_DIR)
+    elif args and args[0] not in ("-h", "--help"):
+        args += ["--include_path", str(TASKS_DIR)]
+    sys.argv = ["lm_eval", *args]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()
