@@ -73,6 +73,22 @@ def test_kv_cache_matches_full_forward(attention):
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=1e-4)
 
 
+def test_decode_kernels_match_the_full_forward():
+    """The NSA cache on nsa_bench.kernels.NSACache / nsa_decode (Triton; the interpreter on CPU)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(4)
+    model = Transformer(preset("tiny")).eval().to(device)  # NSA 8/4/16/4/32, separate branch k/v
+    for block in model.blocks:  # gates and compression away from their zero-start values
+        for layer in (block.attn.gate[2], block.attn.compress_k.fc2, block.attn.compress_v.fc2):
+            torch.nn.init.normal_(layer.weight, std=0.2)
+    ids = torch.randint(0, 256, (1, 71), device=device)  # 66 > n*l' = 64 and > w = 32: sparse
+    with torch.no_grad():
+        whole = model(ids)
+        cache = model.new_cache(max_len=71, decode_kernels=True)
+        steps = [model(ids[:, :66], cache)] + [model(ids[:, i : i + 1], cache) for i in range(66, 71)]
+    torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("attention", ["full", "nsa"])
 def test_generate_is_argmax_of_recomputed_logits(attention):
     torch.manual_seed(2)

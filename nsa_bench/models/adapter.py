@@ -17,7 +17,7 @@ from .tokenizer import load_tokenizer
 
 
 class _Greedy:
-    """Greedy generation with stop strings over a subclass's _start(ids) / _next(token) logits."""
+    """Greedy generation with stop strings over a subclass's _start(ids, max_new_tokens) / _next(token) logits."""
 
     eos_id: int | None = None
 
@@ -27,7 +27,7 @@ class _Greedy:
         ids = list(ids)[-max(1, self.max_length - max_new_tokens) :]
         out: list[int] = []
         with torch.no_grad():
-            logits = self._start(ids)
+            logits = self._start(ids, max_new_tokens)
             for _ in range(max_new_tokens):
                 nxt = int(logits.argmax(-1))
                 out.append(nxt)
@@ -60,8 +60,8 @@ class NativeLM(_Greedy):
         with torch.no_grad(), bf16_autocast(self.device):
             return self.model(ids.to(self.device)).float()
 
-    def _start(self, ids: list[int]) -> torch.Tensor:
-        self._cache = self.model.new_cache()
+    def _start(self, ids: list[int], max_new_tokens: int) -> torch.Tensor:
+        self._cache = self.model.new_cache(max_len=len(ids) + max_new_tokens)
         with bf16_autocast(self.device):
             return self.model(torch.tensor([ids], device=self.device), self._cache)[0, -1]
 
@@ -107,7 +107,7 @@ class HFLM(_Greedy):
         with torch.no_grad():
             return self.model(input_ids=ids.to(self.device)).logits.float()
 
-    def _start(self, ids: list[int]) -> torch.Tensor:
+    def _start(self, ids: list[int], max_new_tokens: int) -> torch.Tensor:
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
         self._past = out.past_key_values
         return out.logits[0, -1].float()

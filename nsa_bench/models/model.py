@@ -61,6 +61,43 @@ class LayerCache:
         return self.k, self.v
 
 
+class NSADecodeCache:
+    """One NSA layer's cache on the Triton decode kernels (nsa_bench.kernels.NSACache, nsa_decode).
+
+    The prompt runs through nsa_attention and fills an NSACache of max_len tokens (the layer's
+    CompressionMLPs compress its blocks); each later token is appended and attends with nsa_decode,
+    which reads only the compressed keys, the selected blocks and the window.
+    """
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.kernel_cache = None
+        self.length = 0
+
+    def attend(self, layer: "NSAAttention", q, k, v, gates, nsa_fn) -> torch.Tensor:
+        """Output [B, t, HQ, d] for q/k/v/gates of t new tokens (the prompt, then one at a time)."""
+        from nsa_bench.kernels import NSACache, nsa_decode
+
+        cmp, slc, win = layer.branch_index
+        separate = layer.branches == 3
+        branch_kv = dict(k_slc=k[:, :, slc], v_slc=v[:, :, slc], k_win=k[:, :, win], v_win=v[:, :, win]) if separate else {}
+        if self.kernel_cache is None:
+            y = layer.attend(q, k, v, gates, nsa_fn)
+            b, _, _, h, d = k.shape
+            self.kernel_cache = NSACache(
+                b, self.max_len, h, d, d, layer.nsa, dtype=q.dtype, device=q.device, separate_slc=separate,
+                separate_win=separate, compress_k=layer.compress_k, compress_v=layer.compress_v,
+            )
+            self.kernel_cache.prefill(k[:, :, cmp].contiguous(), v[:, :, cmp].contiguous(), **branch_kv)
+        else:
+            if q.shape[1] != 1:
+                raise ValueError("after the prompt, the NSA decode cache takes one token at a time")
+            self.kernel_cache.append(k[:, :, cmp], v[:, :, cmp], **branch_kv)
+            y = nsa_decode(q, self.kernel_cache, gates[:, :, 0], gates[:, :, 1], gates[:, :, 2], layer.nsa)
+        self.length += q.shape[1]
+        return y
+
+
 class FullAttention(nn.Module):
     """Causal grouped-query softmax attention through torch SDPA (the flash backend on CUDA)."""
 
@@ -116,30 +153,41 @@ class NSAAttention(nn.Module):
         nn.init.zeros_(self.gate[2].weight)
         nn.init.zeros_(self.gate[2].bias)
 
-    def forward(self, x, start: int, cache: LayerCache | None, nsa_fn):
+    @property
+    def branch_index(self) -> tuple[int, int, int]:
+        """Which of the projected k/v branches the compressed, selected and window branches use."""
+        return (0, 0, 0) if self.branches == 1 else (0, 1, 2)
+
+    def forward(self, x, start: int, cache: LayerCache | NSADecodeCache | None, nsa_fn):
         b, t, _ = x.shape
         c = self.cfg
         q = rope(self.wq(x).view(b, t, c.n_heads, c.head_dim), start, c.rope_theta)
         k = self.wk(x).view(b, t, self.branches * c.n_kv_heads, c.head_dim)
-        k = rope(k, start, c.rope_theta).view(b, t, self.branches, c.n_kv_heads, c.head_dim)
-        v = self.wv(x).view(b, t, self.branches, c.n_kv_heads, c.head_dim)
-        if cache is not None:
-            k, v = cache.append(k, v)
-        dtype = q.dtype
-        k, v = k.to(dtype), v.to(dtype)
-        cmp, slc, win = (0, 0, 0) if self.branches == 1 else (0, 1, 2)
-        k_cmp = self.compress_k(k[:, :, cmp]).to(dtype)
-        v_cmp = self.compress_v(v[:, :, cmp]).to(dtype)
-        gates = torch.sigmoid(self.gate(x).float()).to(dtype).view(b, t, 3, c.n_heads)
-        n_keys = k.shape[1]
-        if n_keys > t:  # decoding: queries are the last t positions; earlier rows are padding, dropped below
+        k = rope(k, start, c.rope_theta).view(b, t, self.branches, c.n_kv_heads, c.head_dim).to(q.dtype)
+        v = self.wv(x).view(b, t, self.branches, c.n_kv_heads, c.head_dim).to(q.dtype)
+        gates = torch.sigmoid(self.gate(x).float()).to(q.dtype).view(b, t, 3, c.n_heads)
+        if isinstance(cache, NSADecodeCache):
+            y = cache.attend(self, q, k, v, gates, nsa_fn)
+        else:
+            if cache is not None:
+                k, v = cache.append(k, v)
+            y = self.attend(q, k, v, gates, nsa_fn)
+        return self.wo(y.reshape(b, t, -1))
+
+    def attend(self, q, k, v, gates, nsa_fn) -> torch.Tensor:
+        """NSA for queries q [B, t, HQ, d] at the last t of the positions of k/v [B, T, branches, H, d]."""
+        t, n_keys = q.shape[1], k.shape[1]
+        cmp, slc, win = self.branch_index
+        k_cmp = self.compress_k(k[:, :, cmp]).to(q.dtype)
+        v_cmp = self.compress_v(v[:, :, cmp]).to(q.dtype)
+        if n_keys > t:  # queries are the last t positions; earlier rows are padding, dropped below
             q = F.pad(q, (0, 0, 0, 0, n_keys - t, 0))
             gates = F.pad(gates, (0, 0, 0, 0, n_keys - t, 0))
         y = nsa_fn(
             q, k[:, :, slc], v[:, :, slc], k_cmp, v_cmp, gates[:, :, 0], gates[:, :, 1], gates[:, :, 2], self.nsa,
             k_win=k[:, :, win], v_win=v[:, :, win],
         )
-        return self.wo(y[:, n_keys - t :].reshape(b, t, -1))
+        return y[:, n_keys - t :]
 
 
 class MLP(nn.Module):
@@ -166,6 +214,14 @@ class Block(nn.Module):
     def forward(self, x, start, cache, nsa_fn):
         x = x + self.attn(self.attn_norm(x), start, cache, nsa_fn)
         return x + self.mlp(self.mlp_norm(x))
+
+
+def _has_decode_kernels() -> bool:
+    try:
+        from nsa_bench.kernels import NSACache, nsa_decode  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class Transformer(nn.Module):
@@ -198,7 +254,21 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self) -> list[LayerCache]:
+    def new_cache(self, max_len: int | None = None, decode_kernels: bool | None = None) -> list:
+        """Per-layer caches for generation. NSA layers use the Triton decode kernels (NSADecodeCache,
+        which needs max_len, the most tokens the cache will hold) when decode_kernels is True, or, by
+        default, on CUDA when the checkout has them and nsa_impl is not 'reference'; otherwise they
+        keep raw keys/values and attend with nsa_attention over them."""
+        if decode_kernels is None:
+            device = self.embed.weight.device
+            decode_kernels = (
+                self.cfg.attention == "nsa" and max_len is not None and device.type == "cuda"
+                and self.nsa_impl != "reference" and _has_decode_kernels()
+            )
+        if decode_kernels:
+            if self.cfg.attention != "nsa" or max_len is None:
+                raise ValueError("decode kernels need an NSA model and max_len")
+            return [NSADecodeCache(max_len) for _ in self.blocks]
         return [LayerCache() for _ in self.blocks]
 
     def forward(self, ids: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
@@ -223,10 +293,10 @@ class Transformer(nn.Module):
         """New token ids after ids: greedy when temperature == 0, else sampled (optionally top-k).
 
         Keys and values are cached, so each step runs the model on one token; NSA attends over the
-        cached keys with its own compression, selection and window.
+        cached keys with its own compression, selection and window (nsa_decode on CUDA).
         """
         device = self.embed.weight.device
-        cache = self.new_cache()
+        cache = self.new_cache(max_len=len(ids) + max_new_tokens)
         logits = self(torch.tensor([ids], device=device), cache)[:, -1]
         out: list[int] = []
         for _ in range(max_new_tokens):
