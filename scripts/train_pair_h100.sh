@@ -13,10 +13,11 @@
 set -euo pipefail
 BUDGET=${BUDGET:-210}
 CTX=${CTX:-8192}
+BATCH=${BATCH:-8}  # sequences per step; e.g. CTX=32768 BATCH=2 keeps the tokens per step
 DATA=${DATA:-runs/data/PaulGrahamEssays}
 # `python -m pip`: on the device machine the bare `pip` belongs to another Python than `python`
 python -m pip install -q --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python -m nsa_bench.cli train --data "$DATA" --preset gpu --ctx "$CTX" --attn both --time-budget "$BUDGET" \
+python -m nsa_bench.cli train --data "$DATA" --preset gpu --ctx "$CTX" --batch "$BATCH" --attn both --time-budget "$BUDGET" \
   --out "runs/train-gpu-ctx$CTX" --csv "results/train_gpu_ctx$CTX.csv" --plot "reports/train_gpu_ctx$CTX.png"
 if [ -n "${OUT:-}" ]; then cp "results/train_gpu_ctx$CTX.csv" "reports/train_gpu_ctx$CTX.png" "$OUT/"; fi
