@@ -229,50 +229,6 @@ def needle(
     typer.echo(f"rows in {out}")
 
 
-longbench_app = typer.Typer(
-    help="LongBench (v1, LongBench-E) on local JSONL files: generate with a model, or score predictions.",
-    no_args_is_help=True,
-)
-app.add_typer(longbench_app, name="longbench")
-
-
-@longbench_app.command("run")
-def longbench_run(
-    data: Path = typer.Option(..., "--data", help="Folder of LongBench files <subset>.jsonl (official format)."),
-    model: List[str] = typer.Option(
-        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
-    ),
-    attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
-    datasets: Optional[List[str]] = typer.Option(
-        None, "--datasets", help="Subsets, comma-separated or repeated (default: all files in --data)."
-    ),
-    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="First N examples of each subset."),
-    out: Path = typer.Option(Path("results/longbench.csv"), "--out", help="Result CSV (rows appended, resumable)."),
-    preds: Path = typer.Option(
-        Path("results/longbench_preds"), "--preds", help="Folder for prediction JSONL files (resumable)."
-    ),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
-    nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
-) -> None:
-    """Generate LongBench predictions (official prompts, middle truncation, greedy) and score them."""
-    from nsa_bench.suites.longbench.commands import run_command
-
-    run_command(data, model, attn, datasets, max_examples, out, preds, device, nsa_config)
-
-
-@longbench_app.command("score")
-def longbench_score(
-    predictions: Path = typer.Option(..., "--predictions", help="A <subset>.jsonl prediction file or a folder of them."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also append the rows to this CSV."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model label for the rows (default: the path)."),
-    attn: Optional[str] = typer.Option(None, "--attn", help="Attention label for the rows."),
-) -> None:
-    """Score existing predictions (lines with pred, answers, all_classes, length) as LongBench's eval.py."""
-    from nsa_bench.suites.longbench.commands import score_command
-
-    score_command(predictions, out, model, attn)
-
-
 @app.command()
 def lmeval(
     model: List[str] = typer.Option(

@@ -46,7 +46,9 @@ DATA_KEYS = ("gsm8k_dir", "mmlu_dir")
 def prefix_token(lm: CausalLM) -> int | None:
     """The token an empty context stands for: BOS if the tokenizer has one, else EOS, else None."""
     tokenizer = getattr(lm, "tokenizer", None)
-    for owner, attr in ((tokenizer, "bos_id"), (lm, "bos_token_id"), (lm, "eos_id"), (lm, "eos_token_id")):
+    candidates = ((tokenizer, "bos_id"), (tokenizer, "bos_token_id"), (lm, "bos_token_id"),
+                  (lm, "eos_id"), (lm, "eos_token_id"), (tokenizer, "eos_token_id"))
+    for owner, attr in candidates:
         value = getattr(owner, attr, None)
         if isinstance(value, int):
             return value
