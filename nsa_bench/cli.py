@@ -271,11 +271,44 @@ def lmeval(
     typer.echo(f"rows in {out}")
 
 
+@app.command()
+def check(
+    baseline: Path = typer.Option(..., "--baseline", help="Result CSV of the reference run (e.g. committed under results/)."),
+    current: Path = typer.Option(..., "--current", help="Result CSV of the run to judge."),
+    max_speedup_drop: Optional[str] = typer.Option(
+        None, "--max-speedup-drop", help="Largest relative drop of speedup_fa2/speedup_cudnn, e.g. 10% or 0.1. [default: 10%]"),
+    max_accuracy_drop: Optional[float] = typer.Option(
+        None, "--max-accuracy-drop", help="Largest score drop in points (0.01 for scores in [0, 1]). [default: 1.0]"),
+    thresholds: Optional[Path] = typer.Option(
+        None, "--thresholds", help="TOML file: max_speedup_drop, max_accuracy_drop, [metrics] per-metric overrides."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Rows only in the baseline do not fail the check."),
+    ignore_spread: bool = typer.Option(
+        False, "--ignore-spread", help="Judge speedup medians alone, without the runs' p20-p80 bands."),
+    show_all: bool = typer.Option(False, "--show-all", help="Also list unchanged and uncompared rows."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write a machine-readable summary here."),
+) -> None:
+    """Regression gate: compare speedups and scores of CUR against BASE; exit 1 on a regression, 2 on bad input."""
+    from nsa_bench.gate import Thresholds, compare, load_thresholds, parse_points, parse_relative, print_result, write_json
+
+    limits = load_thresholds(thresholds) if thresholds is not None else Thresholds()
+    if max_speedup_drop is not None:
+        limits.speedup_drop = parse_relative(max_speedup_drop)
+    if max_accuracy_drop is not None:
+        limits.accuracy_drop = parse_points(max_accuracy_drop)
+    result = compare(baseline, current, limits, allow_missing=allow_missing, use_spread=not ignore_spread)
+    print_result(result, show_all=show_all)
+    if json_out is not None:
+        typer.echo(f"summary {write_json(result, json_out)}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="nsa-bench", standalone_mode=False)
+        # Without standalone mode click returns a typer.Exit's code instead of raising it.
+        code = command.main(args=argv, prog_name="nsa-bench", standalone_mode=False)
     except typer.Exit as stop:
         return stop.exit_code
     except _ClickException as error:
@@ -289,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         typer.echo(f"nsa-bench: error: {error}", err=True)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

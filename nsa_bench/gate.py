@@ -1,0 +1,523 @@
+"""The regression gate: a current result CSV against a baseline, row by row on the rows' keys.
+
+Kernel rows (`kind=kernel`) are compared on their speedups (`speedup_fa2`, `speedup_cudnn`): ratios
+taken within one run, so a slower or busier GPU moves both sides and the ratio survives. Each speedup
+gets an uncertainty band from the run's recorded spread: with the baseline implementation's and this
+row's 20th/80th percentiles, speedup = base/ms lies in [base_p20/ms_p80, base_p80/ms_p20]. A speedup
+regresses when its median falls by more than the threshold (relative) *and* the two runs' bands do
+not overlap; a change beyond the threshold whose bands overlap is reported as `noise` and passes.
+
+Quality rows (`kind=quality`) are compared on `score` in points: a point is 0.01 for a metric whose
+scores (in both files) all lie in [0, 1], and one unit of the score otherwise. Evaluations run the
+same examples greedily, so the score's `stderr` (the spread over examples) is no run-to-run noise
+and the threshold alone decides.
+
+Rows only in the baseline are `missing` (a regression unless allowed), rows only in the current
+file are `new`. A row that was `ok` and now is not (oom, error, unsupported) is a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from nsa_bench.errors import UsageError
+
+KERNEL_KEYS = ("impl", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv", "dtype", "nsa_config")
+QUALITY_KEYS = ("suite", "task", "attention", "model", "metric")
+QUALITY_OPTIONAL_KEYS = ("ctx_len", "depth", "length_bucket")  # part of the key where a file has them
+SPEEDUP_BASELINES = {"speedup_fa2": "fa2", "speedup_cudnn": "cudnn"}  # metric -> the implementation it divides
+LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte", "bpb")  # quality metrics whose name holds these
+
+VERDICTS = ("regression", "missing", "noise", "improvement", "new", "unchanged", "not compared")
+DEFAULT_SPEEDUP_DROP = 0.10
+DEFAULT_ACCURACY_DROP = 1.0
+_EPS = 1e-9  # a change equal to the threshold passes despite float rounding
+
+
+# ---- thresholds ----------------------------------------------------------------------------------
+
+def parse_relative(text: str | float, what: str = "--max-speedup-drop") -> float:
+    """A relative drop as a fraction: '10%' -> 0.10, '0.1' -> 0.1 (a bare number must be below 1)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UsageError(f"{what} must be a percentage like 10% or a fraction like 0.1, got {text!r}") from None
+    if not raw.endswith("%") and value >= 1:
+        raise UsageError(f"{what} {text!r} is ambiguous: write {raw}% for a percentage, or a fraction below 1")
+    if not 0 <= value < 1 or math.isnan(value):
+        raise UsageError(f"{what} must be at least 0% and below 100%, got {text!r}")
+    return value
+
+
+def parse_points(value, what: str = "--max-accuracy-drop") -> float:
+    """An accuracy drop in points (0.01 of a score in [0, 1]); must be a number >= 0."""
+    try:
+        points = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a number of points, got {value!r}") from None
+    if not points >= 0:
+        raise UsageError(f"{what} must be >= 0 points, got {value!r}")
+    return points
+
+
+@dataclass
+class Thresholds:
+    """Largest accepted drops: speedups relative (0.10 = 10%), scores in points; per-metric overrides."""
+
+    speedup_drop: float = DEFAULT_SPEEDUP_DROP
+    accuracy_drop: float = DEFAULT_ACCURACY_DROP
+    per_metric: dict[str, float] = field(default_factory=dict)
+
+    def for_metric(self, metric: str) -> float:
+        if metric in self.per_metric:
+            return self.per_metric[metric]
+        return self.speedup_drop if metric in SPEEDUP_BASELINES else self.accuracy_drop
+
+
+def load_thresholds(path: str | Path) -> Thresholds:
+    """Thresholds from a TOML file:
+
+        max_speedup_drop = "10%"      # relative drop of speedup_fa2 / speedup_cudnn
+        max_accuracy_drop = 1.0       # points (0.01 for scores in [0, 1])
+        [metrics]                     # per-metric overrides, same units
+        speedup_cudnn = "15%"
+        exact_match = 2.0
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"thresholds file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"thresholds file {path} is not valid TOML: {error}") from None
+    unknown = set(data) - {"max_speedup_drop", "max_accuracy_drop", "metrics"}
+    if unknown:
+        raise UsageError(f"thresholds file {path}: unknown keys {', '.join(sorted(unknown))} "
+                         "(known: max_speedup_drop, max_accuracy_drop, [metrics])")
+    thresholds = Thresholds()
+    if "max_speedup_drop" in data:
+        thresholds.speedup_drop = parse_relative(data["max_speedup_drop"], f"{path}: max_speedup_drop")
+    if "max_accuracy_drop" in data:
+        thresholds.accuracy_drop = parse_points(data["max_accuracy_drop"], f"{path}: max_accuracy_drop")
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise UsageError(f"thresholds file {path}: [metrics] must be a table of metric = threshold")
+    for metric, value in metrics.items():
+        where = f"{path}: metrics.{metric}"
+        thresholds.per_metric[metric] = (
+            parse_relative(value, where) if metric in SPEEDUP_BASELINES else parse_points(value, where)
+        )
+    return thresholds
+
+
+# ---- reading the CSVs ----------------------------------------------------------------------------
+
+def _key_text(value) -> str:
+    """A key cell as text that matches across files: 8192, 8192.0 and '8192' all read '8192'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value).strip()
+    if math.isnan(number):
+        return str(value).strip() if str(value).strip().lower() != "nan" else ""
+    return str(int(number)) if number.is_integer() else f"{number:.6g}"
+
+
+def _number(value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def is_ok(status) -> bool:
+    """Whether a row measured something: status `ok` (or `ok (...)`), or no status at all."""
+    text = _key_text(status)
+    return text == "" or text.lower().startswith("ok")
+
+
+def row_kind(row: dict) -> str:
+    """`kernel`, `quality` or another kind (train rows and the like, which the gate does not compare)."""
+    kind = _key_text(row.get("kind"))
+    if kind:
+        return kind
+    if _key_text(row.get("suite")) == "train":
+        return "train"
+    if _key_text(row.get("impl")) and _key_text(row.get("mode")):
+        return "kernel"
+    return "quality" if _key_text(row.get("suite")) else ""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A result CSV as a DataFrame; UsageError on a missing, empty or non-CSV file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist")
+    try:
+        frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is not a result CSV: {str(error).splitlines()[0] if str(error) else error}") from None
+    if frame.empty:
+        raise UsageError(f"{path} has no rows")
+    return frame
+
+
+@dataclass
+class Rows:
+    """The comparable rows of one CSV, by kind and key (the last row wins where a key repeats)."""
+
+    path: Path
+    kernel: dict[tuple, dict] = field(default_factory=dict)
+    quality: dict[tuple, dict] = field(default_factory=dict)
+    quality_keys: tuple[str, ...] = QUALITY_KEYS
+    duplicates: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # kind -> rows not compared (train, ...)
+
+    def by_kind(self, kind: str) -> dict[tuple, dict]:
+        return self.kernel if kind == "kernel" else self.quality
+
+
+def key_columns(kind: str, quality_keys: tuple[str, ...] = QUALITY_KEYS) -> tuple[str, ...]:
+    return KERNEL_KEYS if kind == "kernel" else quality_keys
+
+
+def index_rows(frame: pd.DataFrame, path: str | Path, quality_keys: tuple[str, ...]) -> Rows:
+    """Index one CSV's kernel and quality rows on their keys; UsageError on unusable input."""
+    rows = Rows(Path(path), quality_keys=quality_keys)
+    for record in frame.to_dict(orient="records"):
+        kind = row_kind(record)
+        if kind not in ("kernel", "quality"):
+            rows.skipped[kind or "unknown"] = rows.skipped.get(kind or "unknown", 0) + 1
+            continue
+        keys = key_columns(kind, quality_keys)
+        absent = [c for c in keys if c not in frame.columns]
+        if absent:
+            raise UsageError(f"{path}: {kind} rows need the key columns {', '.join(absent)} "
+                             "(docs/RESULTS_SCHEMA.md)")
+        key = tuple(_key_text(record.get(c)) for c in keys)
+        table = rows.by_kind(kind)
+        rows.duplicates += key in table
+        table[key] = record
+    if not rows.kernel and not rows.quality:
+        found = ", ".join(f"{n} {k}" for k, n in rows.skipped.items()) or "none"
+        raise UsageError(f"{path} has no kernel or quality rows to compare (kind column; rows found: {found})")
+    return rows
+
+
+# ---- comparing -----------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """One decision of the gate: a metric of a row, or a missing / new row."""
+
+    verdict: str
+    kind: str
+    key: dict[str, str]
+    metric: str = ""
+    baseline: float | None = None
+    current: float | None = None
+    baseline_band: tuple[float, float] | None = None
+    current_band: tuple[float, float] | None = None
+    change: float | None = None  # relative (speedups) or points (scores), signed: + is better
+    unit: str = ""  # "relative" or "points"
+    threshold: float | None = None
+    note: str = ""
+
+
+def _baseline_impls(impl: str, baseline: str) -> list[str]:
+    """The rows a speedup may divide: a variant `nsa:cuda_graph` is timed against `fa2:cuda_graph`
+    where the run has it; stages (`nsa:<stage>`) and plain rows against the plain baseline."""
+    variant = impl.partition(":")[2]
+    return [f"{baseline}:{variant}", baseline] if variant else [baseline]
+
+
+def speedup_band(row: dict, metric: str, rows: dict[tuple, dict]) -> tuple[float, float]:
+    """The speedup's band from the 20th/80th percentiles of this row and of its baseline row in the
+    same run (impl fa2/cudnn, or its `:cuda_graph` variant, same problem); this row's alone if absent."""
+    value = _number(row.get(metric))
+
+    def spread(r: dict) -> tuple[float, float]:  # p20/ms and p80/ms, 1 where unknown
+        ms, p20, p80 = (_number(r.get(c)) for c in ("ms", "ms_p20", "ms_p80"))
+        if not (ms > 0 and p20 > 0 and p80 > 0):
+            return 1.0, 1.0
+        return min(p20 / ms, 1.0), max(p80 / ms, 1.0)
+
+    key = dict(zip(KERNEL_KEYS, (_key_text(row.get(c)) for c in KERNEL_KEYS)))
+    base = None
+    for impl in _baseline_impls(key["impl"], SPEEDUP_BASELINES[metric]):
+        base = base or rows.get(tuple(impl if c == "impl" else key[c] for c in KERNEL_KEYS))
+    b_lo, b_hi = spread(base) if base is not None and is_ok(base.get("status")) else (1.0, 1.0)
+    r_lo, r_hi = spread(row)
+    return value * b_lo / r_hi, value * b_hi / r_lo
+
+
+def _score_units(baseline: Rows, current: Rows) -> dict[str, float]:
+    """Size of one point per quality metric: 0.01 where every score of the metric lies in [0, 1]."""
+    scores: dict[str, list[float]] = {}
+    for rows in (baseline, current):
+        for row in rows.quality.values():
+            value = _number(row.get("score"))
+            if not math.isnan(value):
+                scores.setdefault(_key_text(row.get("metric")), []).append(value)
+    return {m: 0.01 if all(0 <= v <= 1 for v in values) else 1.0 for m, values in scores.items()}
+
+
+def _lower_is_better(metric: str) -> bool:
+    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def _compare_speedups(key, base_row, cur_row, baseline: Rows, current: Rows, thresholds: Thresholds,
+                      use_spread: bool) -> list[Comparison]:
+    impl = key["impl"]
+    out = []
+    for metric in SPEEDUP_BASELINES:
+        if impl.partition(":")[0] in SPEEDUP_BASELINES.values():
+            continue  # fa2 over cudnn (or itself) is no property of NSA
+        b, c = _number(base_row.get(metric)), _number(cur_row.get(metric))
+        if math.isnan(b):
+            continue
+        threshold = thresholds.for_metric(metric)
+        comp = Comparison("unchanged", "kernel", key, metric, b, c, unit="relative", threshold=threshold)
+        if math.isnan(c) or b <= 0:
+            comp.verdict, comp.note = "not compared", f"no {metric} in the current run"
+            out.append(comp)
+            continue
+        comp.change = c / b - 1
+        if use_spread:
+            comp.baseline_band = speedup_band(base_row, metric, baseline.kernel)
+            comp.current_band = speedup_band(cur_row, metric, current.kernel)
+        else:
+            comp.baseline_band, comp.current_band = (b, b), (c, c)
+        (b_lo, b_hi), (c_lo, c_hi) = comp.baseline_band, comp.current_band
+        if comp.change < -threshold - _EPS:
+            comp.verdict = "regression" if c_hi < b_lo else "noise"
+        elif comp.change > threshold + _EPS:
+            comp.verdict = "improvement" if c_lo > b_hi else "noise"
+        if comp.verdict == "noise":
+            comp.note = "beyond the threshold but inside the runs' p20-p80 spread"
+        out.append(comp)
+    return out
+
+
+def _compare_score(key, base_row, cur_row, thresholds: Thresholds, units: dict[str, float]) -> list[Comparison]:
+    metric = key["metric"]
+    b, c = _number(base_row.get("score")), _number(cur_row.get("score"))
+    if math.isnan(b):
+        return []
+    threshold = thresholds.for_metric(metric)
+    comp = Comparison("unchanged", "quality", key, metric, b, c, unit="points", threshold=threshold)
+    if math.isnan(c):
+        comp.verdict, comp.note = "not compared", "no score in the current run"
+        return [comp]
+    sign = -1.0 if _lower_is_better(metric) else 1.0
+    comp.change = sign * (c - b) / units.get(metric, 1.0)
+    if comp.change < -threshold - _EPS:
+        comp.verdict = "regression"
+    elif comp.change > threshold + _EPS:
+        comp.verdict = "improvement"
+    if sign < 0:
+        comp.note = "lower is better"
+    return [comp]
+
+
+@dataclass
+class GateResult:
+    """All comparisons of one check, with the inputs and the exit code they imply."""
+
+    baseline: str
+    current: str
+    thresholds: Thresholds
+    allow_missing: bool
+    use_spread: bool
+    comparisons: list[Comparison]
+    warnings: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(c.verdict == v for c in self.comparisons) for v in VERDICTS}
+
+    @property
+    def failures(self) -> list[Comparison]:
+        return [c for c in self.comparisons
+                if c.verdict == "regression" or (c.verdict == "missing" and not self.allow_missing
+                                                 and "baseline not ok" not in c.note)]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def to_json(self) -> dict:
+        return {
+            "passed": not self.failures, "exit_code": self.exit_code,
+            "baseline": self.baseline, "current": self.current,
+            "thresholds": {"max_speedup_drop": self.thresholds.speedup_drop,
+                           "max_accuracy_drop_points": self.thresholds.accuracy_drop,
+                           "per_metric": self.thresholds.per_metric},
+            "allow_missing": self.allow_missing, "use_spread": self.use_spread,
+            "counts": self.counts(), "warnings": self.warnings,
+            "comparisons": [_clean(asdict(c)) for c in self.comparisons],
+        }
+
+
+def _clean(value):
+    """JSON-safe: NaN -> None, tuples -> lists."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def compare(baseline_path: str | Path, current_path: str | Path, thresholds: Thresholds | None = None, *,
+            allow_missing: bool = False, use_spread: bool = True) -> GateResult:
+    """Compare two result CSVs; UsageError when they cannot be compared (no overlapping rows, ...)."""
+    thresholds = thresholds or Thresholds()
+    base_frame, cur_frame = read_table(baseline_path), read_table(current_path)
+    # The optional quality keys (ctx_len, depth, length_bucket) that both files have: a column
+    # that one side lacks must not split every row.
+    optional = tuple(c for c in QUALITY_OPTIONAL_KEYS if c in base_frame.columns and c in cur_frame.columns)
+    quality_keys = QUALITY_KEYS + optional
+    base_rows = index_rows(base_frame, baseline_path, quality_keys)
+    cur_rows = index_rows(cur_frame, current_path, quality_keys)
+    warnings = []
+    for rows in (base_rows, cur_rows):
+        if rows.duplicates:
+            warnings.append(f"{rows.path}: {rows.duplicates} rows repeat an earlier row's key; the last one counts")
+        for kind, n in rows.skipped.items():
+            warnings.append(f"{rows.path}: {n} {kind} rows are not compared (the gate compares kernel and quality rows)")
+    overlap = sum(len(base_rows.by_kind(k).keys() & cur_rows.by_kind(k).keys()) for k in ("kernel", "quality"))
+    if overlap == 0:
+        raise UsageError(f"no rows of {current_path} match a row of {baseline_path} on their keys "
+                         "(different problems, configs or suites?)")
+    units = _score_units(base_rows, cur_rows)
+    comparisons: list[Comparison] = []
+    for kind in ("kernel", "quality"):
+        base, cur = base_rows.by_kind(kind), cur_rows.by_kind(kind)
+        names = key_columns(kind, quality_keys)
+        for k in sorted(base.keys() | cur.keys()):
+            key = dict(zip(names, k))
+            if k not in cur:
+                status = _key_text(base[k].get("status"))
+                note = "" if is_ok(status) else f"baseline not ok ({status}): not counted"
+                comparisons.append(Comparison("missing", kind, key, key.get("metric", ""), note=note))
+                continue
+            if k not in base:
+                comparisons.append(Comparison("new", kind, key, key.get("metric", ""),
+                                              note=_key_text(cur[k].get("status"))))
+                continue
+            b_status, c_status = _key_text(base[k].get("status")), _key_text(cur[k].get("status"))
+            if is_ok(b_status) and not is_ok(c_status):
+                comparisons.append(Comparison("regression", kind, key, key.get("metric", "status"),
+                                              note=f"was ok, now: {c_status}"))
+            elif not is_ok(b_status) and not is_ok(c_status):
+                comparisons.append(Comparison("not compared", kind, key, key.get("metric", ""),
+                                              note=f"not ok in either run: {c_status}"))
+            elif not is_ok(b_status):
+                comparisons.append(Comparison("improvement", kind, key, key.get("metric", "status"),
+                                              note=f"now ok, was: {b_status}"))
+            elif kind == "kernel":
+                comparisons += _compare_speedups(key, base[k], cur[k], base_rows, cur_rows, thresholds, use_spread)
+            else:
+                comparisons += _compare_score(key, base[k], cur[k], thresholds, units)
+    return GateResult(str(baseline_path), str(current_path), thresholds, allow_missing, use_spread,
+                      comparisons, warnings)
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+_STYLE = {"regression": "bold red", "missing": "red", "noise": "yellow", "improvement": "green",
+          "new": "cyan", "not compared": "dim", "unchanged": "dim"}
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.3g}x" if unit == "relative" else f"{value:.4g}"
+
+
+def _change_text(c: Comparison) -> str:
+    if c.change is None:
+        return ""
+    return f"{c.change:+.1%}" if c.unit == "relative" else f"{c.change:+.2f} pt"
+
+
+def _threshold_text(c: Comparison) -> str:
+    if c.threshold is None:
+        return ""
+    return f"-{c.threshold:.0%}" if c.unit == "relative" else f"-{c.threshold:g} pt"
+
+
+def _band_text(c: Comparison) -> str:
+    if not c.baseline_band or not c.current_band or c.baseline_band == (c.baseline, c.baseline):
+        return ""
+    return "[{:.3g}, {:.3g}] -> [{:.3g}, {:.3g}]".format(*c.baseline_band, *c.current_band)
+
+
+def _row_label(c: Comparison, varying: set[str]) -> str:
+    skip = {"metric"}
+    return " ".join(f"{k}={v}" if k not in ("impl", "mode", "suite", "task", "attention") else v
+                    for k, v in c.key.items() if k in varying and k not in skip and v != "")
+
+
+def print_result(result: GateResult, show_all: bool = False, console=None) -> None:
+    """A rich table of the regressions, missing rows, noise, improvements and new rows; a verdict line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=180)
+    shown = [c for c in result.comparisons if show_all or c.verdict not in ("unchanged", "not compared")]
+    shown.sort(key=lambda c: VERDICTS.index(c.verdict))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for kind in ("kernel", "quality"):
+        rows = [c for c in shown if c.kind == kind]
+        if not rows:
+            continue
+        keys = list(rows[0].key)
+        varying = {k for k in keys if len({c.key.get(k) for c in rows}) > 1} | (
+            {"impl", "mode", "seq_len"} if kind == "kernel" else {"suite", "task", "attention"})
+        fixed = {k: rows[0].key[k] for k in keys if k not in varying and k != "metric" and rows[0].key[k] != ""}
+        table = Table(title=f"{kind} rows" + (" (all: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + ")"
+                                              if fixed else ""), title_justify="left")
+        for name in ("verdict", "row", "metric", "baseline", "current", "change", "threshold", "p20-p80 band", "note"):
+            table.add_column(name, justify="right" if name in ("baseline", "current", "change", "threshold") else "left")
+        for c in rows:
+            table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict}[/]", _row_label(c, varying), c.metric,
+                          _fmt(c.baseline, c.unit), _fmt(c.current, c.unit), _change_text(c), _threshold_text(c),
+                          _band_text(c), c.note)
+        console.print(table)
+    counts = result.counts()
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    status = "[bold red]FAIL[/]" if result.failures else "[bold green]PASS[/]"
+    console.print(f"gate: {status}  {summary}  (thresholds: speedup -{result.thresholds.speedup_drop:.0%}, "
+                  f"accuracy -{result.thresholds.accuracy_drop:g} pt"
+                  + (", missing rows allowed" if result.allow_missing else "")
+                  + ("" if result.use_spread else ", spread ignored") + ")", highlight=False)
+
+
+def write_json(result: GateResult, path: str | Path) -> Path:
+    """The machine-readable summary of a check."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return path
