@@ -151,7 +151,8 @@ def kernels(
     window: int = typer.Option(None, "--window", help="Override w of --nsa-config."),
     impl: str = typer.Option(None, "--impl", help="Any of nsa,fa2,cudnn,ref. [default: nsa,fa2,cudnn]"),
     mode: str = typer.Option(None, "--mode", help="Any of fwd,bwd,decode. [default: fwd,bwd,decode]"),
-    stages: bool = typer.Option(True, "--stages/--no-stages", help="Also time the NSA forward stage by stage."),
+    stages: bool = typer.Option(True, "--stages/--no-stages", help="Also time NSA's forward and backward stage by stage."),
+    cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="Also time each decode step replayed as a CUDA graph."),
     decode_batch: int = typer.Option(None, "--decode-batch", help="Sequences per decode step. [default: 8]"),
     warmup: int = typer.Option(None, "--warmup", help="Untimed calls before timing. [default: 5]"),
     repeats: int = typer.Option(None, "--repeats", help="Timed calls (median, p20, p80). [default: 20]"),
@@ -177,7 +178,8 @@ def kernels(
     spec, command = spec_from_options(
         interpret=interpret, seq=seq, batch=batch, q_heads=q_heads, kv_heads=kv_heads, dk=dk, dv=dv, dtype=dtype,
         nsa_config=nsa_config, cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
-        slc_count=slc_count, window=window, impl=impl, mode=mode, stages=stages, decode_batch=decode_batch,
+        slc_count=slc_count, window=window, impl=impl, mode=mode, stages=stages, cuda_graphs=cuda_graph,
+        decode_batch=decode_batch,
         warmup=warmup, repeats=repeats, check_rows=check_rows, check_prefix=check_prefix,
         ref_max_len=ref_max_len, out=out, reports=reports, tag=tag,
     )

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from nsa_bench.flops import (
+    BACKWARD_MATMUL_FACTOR,
     Problem,
     full_attention_bytes,
     full_attention_flops,
@@ -66,12 +67,14 @@ class KernelBenchSpec:
     impls: tuple[str, ...] = ("fa2", "cudnn", "nsa")
     modes: tuple[str, ...] = MODES
     stages: bool = True
+    cuda_graphs: bool = True
     warmup: int = 5
     repeats: int = 20
     decode_batch: int = 8
     check_rows: int = 1024
     check_prefix: int = 2048
     ref_max_len: int = 4096
+    tie_rtol: float = 1e-2
     interpret: bool = False
     seed: int = 0
 
@@ -105,9 +108,9 @@ class KernelBenchSpec:
 # Defaults: the issue's H100 setup, and the tiny CPU smoke run of --interpret.
 H100_SPEC = KernelBenchSpec()
 INTERPRET_SPEC = KernelBenchSpec(
-    seq_lens=(64, 128), batch=1, q_heads=4, kv_heads=2, dk=64, dv=64, dtype="fp16",
-    nsa=NSAConfig.parse("8/4/16/4/32"), impls=("fa2", "nsa", "ref"), warmup=1, repeats=2,
-    decode_batch=2, check_rows=128, check_prefix=64, ref_max_len=128, interpret=True,
+    seq_lens=(64, 96), batch=1, q_heads=2, kv_heads=1, dk=16, dv=16, dtype="fp16",
+    nsa=NSAConfig.parse("8/4/16/4/32"), impls=("fa2", "nsa", "ref"), warmup=0, repeats=2,
+    decode_batch=2, check_rows=128, check_prefix=128, ref_max_len=128, interpret=True,
 )
 
 
@@ -151,13 +154,14 @@ class Case:
     detail: str
 
 
-def _kernels_attr(name: str):
-    """A name from nsa_bench.kernels, imported lazily (the Triton code lands there separately)."""
-    import nsa_bench.kernels as kernels
+def _kernels_attr(name: str, module: str = "nsa_bench.kernels"):
+    """A name from the kernels package (or one of its modules), imported lazily: the Triton code
+    is imported only once TRITON_INTERPRET is settled."""
+    import importlib
 
-    value = getattr(kernels, name, None)
+    value = getattr(importlib.import_module(module), name, None)
     if value is None:
-        raise Unsupported(f"nsa_bench.kernels.{name} is not in this tree yet")
+        raise Unsupported(f"{module}.{name} is not in this tree")
     return value
 
 
@@ -172,8 +176,6 @@ def _nsa_pipeline(attention, config: NSAConfig):
 
 
 def _nsa_case(spec: KernelBenchSpec, seq_len: int, mode: str, attention, detail: str) -> Case:
-    if mode == "decode":
-        raise Unsupported("the decode step is measured by nsa_decode (see 'nsa' decode rows)")
     pipeline = _nsa_pipeline(attention, spec.nsa)
     args = nsa_inputs(spec, seq_len, spec.batch, requires_grad=mode == "bwd")
     if mode == "fwd":
@@ -185,8 +187,34 @@ def _nsa_case(spec: KernelBenchSpec, seq_len: int, mode: str, attention, detail:
     return Case(backward_call(out, list(args.values())), detail)
 
 
+def nsa_decode_problem(spec: KernelBenchSpec, seq_len: int):
+    """(q [B,1,HQ,dk], NSACache holding seq_len random tokens per sequence, gates) for one step."""
+    make = _kernels_attr("make_decode_problem", "nsa_bench.kernels.decode")
+    return make(spec.decode_batch, seq_len, spec.q_heads, spec.kv_heads, spec.dk, spec.dv, spec.nsa,
+                DTYPES[spec.dtype], spec.device, seed=spec.seed * 1_000_003 + seq_len)
+
+
 def _nsa_decode_case(spec: KernelBenchSpec, seq_len: int) -> Case:
-    raise Unsupported("nsa_decode benchmark not wired yet")
+    decode = _kernels_attr("nsa_decode")
+    q, cache, gates = nsa_decode_problem(spec, seq_len)
+    out = torch.empty(spec.decode_batch, 1, spec.q_heads, spec.dv, dtype=q.dtype, device=q.device)
+    return Case(lambda: decode(q, cache, *gates, spec.nsa, out=out),
+                "bundled Triton NSA decode step (nsa_decode over an NSACache, mean-pool compression)")
+
+
+def graphed(case: Case) -> Case:
+    """The case captured once into a CUDA graph (after 3 warm-up calls on a side stream) and
+    replayed: the time of the kernels without the host's launch overhead."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            case.call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        case.call()
+    return Case(graph.replay, case.detail + "; replayed as a CUDA graph")
 
 
 def _sdpa_backend(impl: str):
@@ -330,68 +358,73 @@ def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Cas
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-# ---- NSA forward stages --------------------------------------------------------------------------
+# ---- NSA stages -----------------------------------------------------------------------------------
 
-_STAGE_WORDS = {
-    "compress": "compress", "compression": "compress", "pool": "compress",
-    "cmp": "cmp_attn", "compressed": "cmp_attn",
-    "score": "importance", "scores": "importance", "importance": "importance",
-    "top": "topk", "topk": "topk", "topn": "topk",
-    "slc": "slc_attn", "sel": "slc_attn", "selection": "slc_attn", "selected": "slc_attn",
-    "win": "win_attn", "window": "win_attn", "swa": "win_attn",
-    "gate": "gates", "gates": "gates", "gated": "gates", "combine": "gates",
+# The nsa_bench.flops NSA_STAGES each kernel stage covers (the names nsa_forward_stages and
+# nsa_backward_stages return). A stage not listed is timed with its FLOPs left blank.
+STAGE_WORK = {
+    "fwd": {"compress": ["compress"], "cmp_attn": ["cmp_attn"], "select": ["importance", "topk"],
+            "slc_attn": ["slc_attn"], "win_attn": ["win_attn"], "combine": ["gates"]},
+    "bwd": {"gate_grads": ["gates"], "cmp_bwd": ["cmp_attn"], "slc_index": [], "slc_bwd": ["slc_attn"],
+            "win_bwd": ["win_attn"]},
 }
 
 
-def stage_parts(names: list[str]) -> list[list[str]]:
-    """The nsa_bench.flops NSA_STAGES that each named kernel stage covers, from words in its name.
+def stage_flops(spec: KernelBenchSpec, seq_len: int, mode: str, stage: str) -> float:
+    """Counted FLOPs of one named kernel stage: forward work, or 2.5x for a backward matmul stage."""
+    parts = STAGE_WORK[mode].get(stage)
+    if parts is None:
+        return math.nan
+    p = spec.problem(seq_len, mode)
+    factor = {"bwd": BACKWARD_MATMUL_FACTOR, "fwd": 1.0}[mode]
+    return float(sum(nsa_stage_flops(p, spec.nsa, s) * (1.0 if s == "gates" else factor) for s in parts))
 
-    The importance scores belong to the compressed-attention stage unless a stage names them.
+
+def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int, mode: str) -> list[tuple[str, Case]]:
+    """(stage name, case) for each stage of the NSA forward or backward, in launch order.
+
+    The stages come from nsa_bench.kernels.nsa_forward_stages / nsa_backward_stages, which run
+    the forward once to prepare every stage's inputs. The forward gets the mean-pool compression
+    of k and v as a first stage (it is part of the timed whole).
     """
-    parts = []
-    for name in names:
-        words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
-        parts.append(sorted({_STAGE_WORDS[w] for w in words if w in _STAGE_WORDS}))
-    if not any("importance" in p for p in parts):
-        for p in parts:
-            if "cmp_attn" in p:
-                p.append("importance")
-                break
-    return parts
-
-
-def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int) -> list[tuple[str, Case, list[str]]]:
-    """(stage name, case, covered NSA_STAGES) for each stage of the NSA forward.
-
-    The stages come from nsa_bench.kernels.nsa_forward_stages; mean-pool compression is added as
-    its own stage when the kernels do not list one (it is part of the timed whole).
-    """
-    stages_fn = _kernels_attr("nsa_forward_stages")
     args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
-    stages = list(stages_fn(**args, config=spec.nsa))
-    names = [name for name, _ in stages]
-    parts = stage_parts(names)
-    cases = [(name, Case(fn, f"nsa_forward_stages: {name}"), p) for (name, fn), p in zip(stages, parts)]
-    if not any("compress" in p for p in parts):
+    if mode == "fwd":
+        stages = list(_kernels_attr("nsa_forward_stages")(**args, config=spec.nsa))
         k, v = args["k"], args["v"]
 
         def compress():
             return mean_pool_compress(k, spec.nsa), mean_pool_compress(v, spec.nsa)
 
-        cases.insert(0, ("compress", Case(compress, "mean_pool_compress of k and v (torch)"), ["compress"]))
-    return cases
+        stages.insert(0, ("compress", compress))
+        source = "nsa_forward_stages"
+    else:
+        shape = (spec.batch, seq_len, spec.q_heads, spec.dv)
+        dout = _randn(shape, spec, spec.seed + seq_len + 7)
+        try:
+            backward_stages = _kernels_attr("nsa_backward_stages")
+        except Unsupported:  # defined beside nsa_attention, not exported by the package
+            backward_stages = _kernels_attr("nsa_backward_stages", "nsa_bench.kernels.parallel")
+        stages = list(backward_stages(**args, config=spec.nsa, dout=dout))
+        source = "nsa_backward_stages"
+    return [(name, Case(fn, "mean_pool_compress of k and v (torch)" if name == "compress" and mode == "fwd"
+                        else f"{source}: {name}")) for name, fn in stages]
 
 
 # ---- correctness ---------------------------------------------------------------------------------
 
-def check_nsa(spec: KernelBenchSpec, seq_len: int, mode: str, attention):
-    """Run the kernel_check for one mode: CheckResult (kernel_check docstring)."""
-    from nsa_bench.suites.kernel_check import check_backward, check_forward
+def check_nsa(spec: KernelBenchSpec, seq_len: int, mode: str):
+    """Run the kernel_check of one mode on fresh inputs: CheckResult (kernel_check docstring)."""
+    from nsa_bench.suites.kernel_check import check_backward, check_decode, check_forward
 
+    tie_rtol = spec.tie_rtol
+    if mode == "decode":
+        q, cache, gates = nsa_decode_problem(spec, seq_len)
+        return check_decode(_kernels_attr("nsa_decode"), q, cache, gates, spec.nsa, tie_rtol=tie_rtol)
+    attention = _kernels_attr("nsa_attention")
     args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
     if mode == "fwd":
-        return check_forward(attention, args, spec.nsa, spec.check_rows)
-    return check_backward(attention, args, spec.nsa, spec.check_prefix)
+        return check_forward(attention, args, spec.nsa, spec.check_rows, tie_rtol=tie_rtol)
+    return check_backward(attention, args, spec.nsa, spec.check_prefix, tie_rtol=tie_rtol)
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -467,12 +500,15 @@ def fill_rates(row: dict, flops: float, nbytes: float, ceiling: float) -> dict:
     return row
 
 
-def fill_speedups(row: dict, baseline_ms: dict[str, float]) -> dict:
-    """speedup_fa2/speedup_cudnn (baseline ms over this row's ms) and efficiency = speedup / ceiling."""
+def fill_speedups(row: dict, baseline_ms: dict[str, float], suffix: str = "") -> dict:
+    """speedup_fa2/speedup_cudnn (baseline ms over this row's ms) and efficiency = speedup / ceiling.
+
+    suffix: ':cuda_graph' compares graph replays with the baselines' graph replays.
+    """
     ms = row["ms"]
     ok = isinstance(ms, float) and not math.isnan(ms) and ms > 0
     for impl in ("fa2", "cudnn"):
-        base = baseline_ms.get(impl)
+        base = baseline_ms.get(impl + suffix)
         if ok and base:
             row[f"speedup_{impl}"] = base / ms
     ceiling = row.get("ceiling")
@@ -500,8 +536,9 @@ def _counts(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int) -> tuple[
 def sweep_rows(spec: KernelBenchSpec, seq_len: int, mode: str):
     """Yield the rows of one (length, mode), in order, each as soon as it is measured."""
     baseline_ms: dict[str, float] = {}
-    for impl in [i for i in IMPLS if i in spec.impls]:
-        check = _check_first(spec, seq_len, mode) if impl == "nsa" and mode in ("fwd", "bwd") else None
+    impls = [i for i in IMPLS if i in spec.impls]
+    for impl in impls:
+        check = _check_first(spec, seq_len, mode) if impl == "nsa" else None
         row = _timed_row(spec, impl, mode, seq_len, lambda impl=impl: build_case(impl, spec, seq_len, mode))
         if check is not None and row["status"] == "ok":
             _record_check(spec, mode, row, *check)
@@ -509,13 +546,21 @@ def sweep_rows(spec: KernelBenchSpec, seq_len: int, mode: str):
         if impl in ("fa2", "cudnn") and row["status"] == "ok":
             baseline_ms[impl] = row["ms"]
         yield fill_speedups(row, baseline_ms)
-        if impl == "nsa" and mode == "fwd" and spec.stages:
-            yield from _stage_rows(spec, seq_len, baseline_ms)
+        if impl == "nsa" and mode in ("fwd", "bwd") and spec.stages:
+            yield from _stage_rows(spec, seq_len, mode, baseline_ms)
+    if mode == "decode" and spec.cuda_graphs and spec.device.type == "cuda":
+        for impl in [i for i in impls if i != "ref"]:
+            name = f"{impl}:cuda_graph"
+            row = _timed_row(spec, name, mode, seq_len, lambda impl=impl: graphed(build_case(impl, spec, seq_len, mode)))
+            fill_rates(row, *_counts(spec, impl, mode, seq_len))
+            if impl in ("fa2", "cudnn") and row["status"] == "ok":
+                baseline_ms[name] = row["ms"]
+            yield fill_speedups(row, baseline_ms, ":cuda_graph")
 
 
 def _check_first(spec: KernelBenchSpec, seq_len: int, mode: str):
     """Check nsa against the reference before it is timed: (status, CheckResult or None)."""
-    status, result = guarded(lambda: check_nsa(spec, seq_len, mode, _kernels_attr("nsa_attention")))
+    status, result = guarded(lambda: check_nsa(spec, seq_len, mode))
     release_memory()
     return status, result
 
@@ -526,23 +571,21 @@ def _record_check(spec: KernelBenchSpec, mode: str, row: dict, status: str, resu
         row["status"] = f"ok (check not run: {status})"
         return
     row.update(max_rel_err=result.max_rel_err, check_rows=result.rows, check_tie_rows=result.tie_rows)
-    tol = TOLERANCE[spec.dtype][0 if mode == "fwd" else 1]
+    tol = TOLERANCE[spec.dtype][1 if mode == "bwd" else 0]
     if not result.max_rel_err <= tol:
         row["status"] = f"error: differs from the reference (max_rel_err {result.max_rel_err:.3g} > {tol:g})"
 
 
-def _stage_rows(spec: KernelBenchSpec, seq_len: int, baseline_ms: dict[str, float]):
-    status, cases = guarded(lambda: nsa_stage_cases(spec, seq_len))
+def _stage_rows(spec: KernelBenchSpec, seq_len: int, mode: str, baseline_ms: dict[str, float]):
+    status, cases = guarded(lambda: nsa_stage_cases(spec, seq_len, mode))
     if cases is None:
-        row = empty_row(spec, "nsa:stages", "fwd", seq_len)
+        row = empty_row(spec, "nsa:stages", mode, seq_len)
         row["status"] = status
         yield row
         return
-    p = spec.problem(seq_len, "fwd")
-    for name, case, parts in cases:
-        row = _timed_row(spec, f"nsa:{name}", "fwd", seq_len, lambda case=case: case)
-        flops = sum(nsa_stage_flops(p, spec.nsa, s) for s in parts) if parts else math.nan
-        fill_rates(row, flops, math.nan, math.nan)
+    for name, case in cases:
+        row = _timed_row(spec, f"nsa:{name}", mode, seq_len, lambda case=case: case)
+        fill_rates(row, stage_flops(spec, seq_len, mode, name), math.nan, math.nan)
         yield fill_speedups(row, baseline_ms)
     del cases
     release_memory()
@@ -561,9 +604,10 @@ def copy_bandwidth_gbps(spec: KernelBenchSpec, nbytes: int = 1 << 30) -> float:
 
 
 def planned_rows(spec: KernelBenchSpec) -> int:
-    """Rows the sweep will write, counting the forward stages as 7 (the exact number shows up later)."""
+    """Rows the sweep will write, counting the stages of STAGE_WORK (the exact number shows up later)."""
     per_mode = len([i for i in IMPLS if i in spec.impls])
-    stage_rows = 7 if (spec.stages and "nsa" in spec.impls and "fwd" in spec.modes) else 0
+    stage_rows = sum(len(STAGE_WORK[m]) for m in ("fwd", "bwd") if m in spec.modes) if (
+        spec.stages and "nsa" in spec.impls) else 0
     return len(spec.seq_lens) * (len(spec.modes) * per_mode + stage_rows)
 
 
@@ -591,10 +635,13 @@ def default_tag(spec: KernelBenchSpec) -> str:
 
 
 def _summary_table(rows: list[dict]):
+    """The terminal's summary (80 columns): the CSV and the markdown have every column."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="nsa-bench kernels", show_lines=False)
-    for name in ("mode", "T", "impl", "status", "ms", "TFLOP/s", "GB/s", "xFA2", "xcuDNN", "ceil", "eff", "err", "GB"):
+    table = Table(title="nsa-bench kernels", caption="rate: TFLOP/s (fwd, bwd) or GB/s (decode)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("mode", "T", "impl", "status", "ms", "rate", "xFA2", "xcuDNN", "ceil", "eff", "err"):
         table.add_column(name, justify="left" if name in ("mode", "impl", "status") else "right", no_wrap=True)
 
     def f(value, spec=".3g", suffix=""):
@@ -603,10 +650,11 @@ def _summary_table(rows: list[dict]):
     for r in rows:
         word = r["status"].split(":")[0].split(" (")[0]  # the CSV and the report have the whole reason
         status = word if r["status"] == "ok" else f"[yellow]{word}[/]"
-        table.add_row(r["mode"], str(r["seq_len"]), r["impl"], status, f(r["ms"]), f(r["tflops"], ".1f"),
-                      f(r["gbps"], ".0f"), f(r["speedup_fa2"], ".2f", "x"), f(r["speedup_cudnn"], ".2f", "x"),
-                      f(r["ceiling"], ".2f", "x"), f(r["efficiency"], ".0%"), f(r["max_rel_err"], ".1e"),
-                      f(r["peak_mem_gb"], ".2f"))
+        rate = f(r["gbps"], ".0f") if r["mode"] == "decode" else f(r["tflops"], ".1f")
+        length = f"{r['seq_len'] // 1024}k" if r["seq_len"] % 1024 == 0 else str(r["seq_len"])
+        table.add_row(r["mode"], length, r["impl"], status, f(r["ms"], ".4g"), rate,
+                      f(r["speedup_fa2"], ".3g", "x"), f(r["speedup_cudnn"], ".3g", "x"),
+                      f(r["ceiling"], ".3g", "x"), f(r["efficiency"], ".0%"), f(r["max_rel_err"], ".0e"))
     return table
 
 
@@ -626,7 +674,8 @@ def spec_command(spec: KernelBenchSpec, out: str, reports: str, tag: str | None)
         f"--seq {','.join(str(n) for n in spec.seq_lens)}", f"--batch {spec.batch}", f"--q-heads {spec.q_heads}",
         f"--kv-heads {spec.kv_heads}", f"--dk {spec.dk}", f"--dv {spec.dv}", f"--dtype {spec.dtype}",
         f"--nsa-config {spec.nsa}", f"--impl {','.join(spec.impls)}", f"--mode {','.join(spec.modes)}",
-        "--stages" if spec.stages else "--no-stages", f"--decode-batch {spec.decode_batch}",
+        "--stages" if spec.stages else "--no-stages", "--cuda-graph" if spec.cuda_graphs else "--no-cuda-graph",
+        f"--decode-batch {spec.decode_batch}",
         f"--warmup {spec.warmup}", f"--repeats {spec.repeats}", f"--check-rows {spec.check_rows}",
         f"--check-prefix {spec.check_prefix}", f"--ref-max-len {spec.ref_max_len}", f"--out {out}",
         f"--reports {reports}",
@@ -638,6 +687,7 @@ def spec_command(spec: KernelBenchSpec, out: str, reports: str, tag: str | None)
 
 def spec_from_options(*, interpret: bool, out: str, reports: str, tag: str | None, seq: str | None,
                       nsa_config: str | None, impl: str | None, mode: str | None, stages: bool,
+                      cuda_graphs: bool = True,
                       cmp_block=None, cmp_stride=None, slc_block=None, slc_count=None, window=None,
                       **sizes) -> tuple[KernelBenchSpec, str]:
     """The spec of the CLI's options (None: the H100 default, or the --interpret preset) and its
@@ -660,7 +710,7 @@ def spec_from_options(*, interpret: bool, out: str, reports: str, tag: str | Non
         overrides = {k: v for k, v in dict(cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
                                            slc_count=slc_count, window=window).items() if v is not None}
         changes["nsa"] = replace(config, **overrides) if overrides else config
-        spec = replace(base, stages=stages, **changes)
+        spec = replace(base, stages=stages, cuda_graphs=cuda_graphs, **changes)
         spec.validate()
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -702,7 +752,7 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
 
         rows = run_sweep(spec, writer, on_row)
         progress.update(task, total=len(rows), completed=len(rows), description="kernels: done")
-    console.print(_summary_table(rows))
+    console.print(_summary_table(rows), width=max(console.width, 100))  # never elide numbers
     method = {"warmup": spec.warmup, "repeats": spec.repeats, "check_rows": spec.check_rows,
               "check_prefix": spec.check_prefix}
     md_path = write_report(csv_path, reports_dir, tag, command=command, copy_gbps=copy_gbps, method=method)

@@ -142,6 +142,18 @@ def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return diff / denom if denom > 0 else diff
 
 
+def _row_errors(got: torch.Tensor, want: torch.Tensor, ties: torch.Tensor) -> tuple[float, int]:
+    """(relative error over the rows that are not near-ties, near-tie rows with a larger error)
+    for outputs [B, rows, HQ, dv] and ties [B, rows]; a non-finite output row counts as inf."""
+    got = got.double()
+    denom = want.abs().max().item() or 1.0
+    row_err = (got - want).abs().amax(dim=(2, 3)) / denom
+    row_err = torch.where(torch.isfinite(got).all(dim=3).all(dim=2), row_err, torch.full_like(row_err, math.inf))
+    clear = row_err.masked_fill(ties, 0.0)
+    err = float(clear.max().item()) if clear.numel() else 0.0
+    return err, int((ties & (row_err > err)).sum().item())
+
+
 def check_forward(nsa_fn, args: dict, config: NSAConfig, n_rows: int, *, tie_rtol: float = 1e-2) -> CheckResult:
     """Forward error of nsa_fn (nsa_attention's signature) on `args` at up to n_rows query rows.
 
@@ -151,14 +163,29 @@ def check_forward(nsa_fn, args: dict, config: NSAConfig, n_rows: int, *, tie_rto
         out = nsa_fn(**args, config=config)
         rows = check_rows(args["q"].shape[1], n_rows).to(out.device)
         want, ties = nsa_rows_ref(**args, config=config, rows=rows, tie_rtol=tie_rtol)
-        got = out[:, rows].double()
-        denom = want.abs().max().item() or 1.0
-        row_err = (got - want).abs().amax(dim=(2, 3)) / denom  # [B, c]
-        row_err = torch.where(torch.isfinite(got).all(dim=3).all(dim=2), row_err, torch.full_like(row_err, math.inf))
-        clear = row_err.masked_fill(ties, 0.0)
-        err = float(clear.max().item()) if clear.numel() else 0.0
-        excused = ties & (row_err > err)  # near-tie rows that would have raised the error
-    return CheckResult(err, int(rows.numel()), int(excused.sum().item()))
+        err, excused = _row_errors(out[:, rows], want, ties)
+    return CheckResult(err, int(rows.numel()), excused)
+
+
+def check_decode(decode_fn, q, cache, gates, config: NSAConfig, *, tie_rtol: float = 1e-2) -> CheckResult:
+    """Error of one decode step (nsa_decode's signature) against the reference's last row over
+    each sequence's cached tokens (read back with cache.tokens)."""
+    with torch.no_grad():
+        got = decode_fn(q, cache, *gates, config)[:, 0]  # [B, HQ, dv]
+        wants, ties = [], []
+        for b in range(q.shape[0]):
+            k, v = cache.tokens("k", b)[None], cache.tokens("v", b)[None]
+            k_cmp, v_cmp = cache.tokens("k_cmp", b)[None], cache.tokens("v_cmp", b)[None]
+            t = k.shape[1]
+            q_rows = q[b:b + 1].expand(1, t, -1, -1)  # only row t - 1 is read
+            g_rows = [g[b:b + 1].expand(1, t, -1) for g in gates]
+            want, tie = nsa_rows_ref(q_rows, k, v, k_cmp, v_cmp, *g_rows, config,
+                                     torch.tensor([t - 1], device=q.device), tie_rtol=tie_rtol)
+            wants.append(want[0, 0])
+            ties.append(bool(tie[0, 0]))
+        err, excused = _row_errors(got[:, None], torch.stack(wants)[:, None],
+                                   torch.tensor(ties, device=got.device)[:, None])
+    return CheckResult(err, int(q.shape[0]), excused)
 
 
 def check_backward(nsa_fn, args: dict, config: NSAConfig, prefix: int, *, tie_rtol: float = 1e-2) -> CheckResult:
@@ -178,7 +205,8 @@ def check_backward(nsa_fn, args: dict, config: NSAConfig, prefix: int, *, tie_rt
     grad_out = torch.zeros_like(out)
     grad_out[:, :p] = torch.randn_like(out[:, :p])
     grad_out[:, :p] *= (~ties).to(out.dtype)[:, :, None, None]
-    got = torch.autograd.grad(out, [leaves[n] for n in names], grad_out)
+    got = torch.autograd.grad(out, [leaves[n] for n in names], grad_out, allow_unused=True)
+    got = [torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, got)]  # unused: zero
     del out
 
     n_cmp = config.num_cmp_blocks(p)

@@ -1,7 +1,7 @@
 """Plots and the markdown summary of a kernel benchmark CSV (`nsa-bench kernels`).
 
 Three PNGs: NSA's speedup over FA2 against sequence length with the ceiling (the speedup at
-equal efficiency) per mode; the forward's per-stage latency as stacked bars; decode GB/s per
+equal efficiency) per mode; NSA's per-stage latency (forward, backward) as stacked bars; decode GB/s per
 implementation with the measured copy bandwidth. The markdown embeds them beside the tables.
 """
 
@@ -16,7 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLORS = {"nsa": "tab:red", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray"}
+COLORS = {"nsa": "tab:red", "nsa:cuda_graph": "darkred", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray"}
+
+
+def _stage_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of single NSA stages (impl 'nsa:<stage>'; ':cuda_graph' rows are whole calls)."""
+    impl = df["impl"].astype(str)
+    return impl.str.startswith("nsa:") & ~impl.str.endswith(":cuda_graph")
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +60,7 @@ def plot_speedup(df: pd.DataFrame, path: Path) -> Path:
         ceiling = part[part["impl"] == "nsa"].groupby("seq_len")["ceiling"].first()
         if len(ceiling):
             ax.plot(ceiling.index, ceiling.values, "k--", label="NSA ceiling (equal efficiency)")
-        for impl in ("nsa", "cudnn"):
+        for impl in ("nsa", "nsa:cuda_graph", "cudnn"):
             rows = ok[ok["impl"] == impl].sort_values("seq_len")
             if len(rows) and rows["speedup_fa2"].notna().any():
                 ax.plot(rows["seq_len"], rows["speedup_fa2"], "o-", color=COLORS[impl], label=impl)
@@ -80,30 +86,35 @@ def plot_speedup(df: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_stages(df: pd.DataFrame, path: Path) -> Path:
-    """Forward per-stage latency of NSA as stacked bars per length, whole NSA as a marker."""
-    fwd = _ok(df[df["mode"] == "fwd"])
-    stages = fwd[fwd["impl"].astype(str).str.startswith("nsa:")]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    lengths = sorted(set(stages["seq_len"].astype(int)))
-    if lengths:
+    """NSA latency per stage as stacked bars per length (forward and backward panels), with the
+    whole NSA call (one launch sequence, compression included) as a black tick."""
+    modes = [m for m in ("fwd", "bwd") if (_stage_mask(df) & (df["mode"] == m)).any()]
+    fig, axes = plt.subplots(1, max(len(modes), 1), figsize=(6.5 * max(len(modes), 1), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        ok = _ok(df[df["mode"] == mode])
+        stages = ok[_stage_mask(ok)]
+        lengths = sorted(set(stages["seq_len"].astype(int)))
         names = list(dict.fromkeys(stages["impl"]))
-        x = range(len(lengths))
+        x = list(range(len(lengths)))
         bottom = [0.0] * len(lengths)
         cmap = plt.get_cmap("tab10")
         for i, name in enumerate(names):
             ms = [float(stages[(stages["impl"] == name) & (stages["seq_len"] == n)]["ms"].sum()) for n in lengths]
             ax.bar(x, ms, bottom=bottom, label=name.removeprefix("nsa:"), color=cmap(i % 10))
             bottom = [b + m for b, m in zip(bottom, ms)]
-        whole = fwd[fwd["impl"] == "nsa"].set_index("seq_len")["ms"]
-        ax.plot(list(x), [whole.get(n, math.nan) for n in lengths], "k_", ms=30, mew=2, label="nsa (whole, one call)")
-        ax.set_xticks(list(x))
+        whole = ok[ok["impl"] == "nsa"].set_index("seq_len")["ms"]
+        ax.plot(x, [whole.get(n, math.nan) for n in lengths], "k_", ms=30, mew=2, label="nsa (whole call)")
+        ax.set_xticks(x)
         ax.set_xticklabels([_length_label(n) for n in lengths])
         ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"NSA {mode}, time per stage")
+        if not lengths:
+            _no_data(ax, "no stage timings")
         ax.legend(fontsize=8)
-    else:
-        _no_data(ax, "no per-stage rows")
-    ax.set_ylabel("forward latency (ms)")
-    ax.set_title("NSA forward, time per stage" + _title_note(df))
+    if not modes:
+        _no_data(axes[0][0], "no per-stage rows")
+    fig.suptitle("NSA per stage" + _title_note(df))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -116,9 +127,10 @@ def plot_decode(df: pd.DataFrame, path: Path, copy_gbps: float | None = None) ->
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lengths = sorted(set(dec["seq_len"].astype(int)))
     for impl in ("nsa", "fa2", "cudnn"):
-        rows = dec[dec["impl"] == impl].sort_values("seq_len")
-        if len(rows):
-            ax.plot(rows["seq_len"], rows["gbps"], "o-", color=COLORS[impl], label=impl)
+        for suffix, style in (("", "o-"), (":cuda_graph", "s--")):
+            rows = dec[dec["impl"] == impl + suffix].sort_values("seq_len")
+            if len(rows):
+                ax.plot(rows["seq_len"], rows["gbps"], style, color=COLORS[impl], label=impl + suffix)
     if copy_gbps and not math.isnan(copy_gbps):
         ax.axhline(copy_gbps, color="k", ls=":", label=f"measured copy {copy_gbps:.0f} GB/s")
     if lengths:
@@ -163,11 +175,17 @@ _METHOD = """\
 - **Timing**: {timing}. After {warmup} untimed warm-up calls, {repeats} timed calls, each with the L2
   cache flushed before it and a CUDA event pair around the call alone; the tables give the median and
   the 20th-80th percentiles.
+- **Decode** times one step of one new token per sequence over a cache of T tokens (batch in
+  the `batch` column); `<impl>:cuda_graph` rows replay the same step as a CUDA graph (no host
+  launch overhead) and compare with the baselines' graph replays. Full attention's decode puts
+  the G query heads of a KV group as G query rows over that group's cache (read once).
 - **Backward** is timed alone: the forward runs once outside the timed region and keeps its graph;
   each timed call is `torch.autograd.grad(out, inputs, grad_out, retain_graph=True)`.
 - **nsa** is the whole layer's attention: mean-pool compression of k and v, then the bundled Triton
   `nsa_attention` (compressed attention with block scores, top-n, selected blocks, window, gates).
-  `nsa:<stage>` rows time the forward's stages one at a time.
+  `nsa:<stage>` rows time one stage of the forward or backward alone, on inputs prepared by one
+  forward (`nsa_forward_stages`, `nsa_backward_stages`); their FLOPs are the stage's share of
+  the counted work (blank where a stage does no counted work).
 - **FLOPs** follow flash-attention's convention: 2 FLOPs per multiply-add; full causal attention
   counts T^2/2 query-key pairs, `4 * dk * T^2 / 2 * HQ` forward at dk = dv; NSA counts its keys per
   query exactly as NSA_SPEC.md's "Work per query head" (`NSAConfig.keys_per_query`), plus block
@@ -177,7 +195,7 @@ _METHOD = """\
   byte ratio (decode). **Efficiency** = speedup over FA2 / ceiling.
 - **Correctness**: before timing, `nsa` is compared with the PyTorch reference in float64:
   forward at up to {check_rows} query rows spread over the sequence, backward (all eight
-  gradients) through a causal prefix of {check_prefix} rows. `max_rel_err` = max |kernel - reference|
+  gradients) through a causal prefix of {check_prefix} rows, decode at every sequence's new token. `max_rel_err` = max |kernel - reference|
   / max |reference|; rows whose top-n cut is a near-tie (scores within 1%) are left out.
 """
 
@@ -213,13 +231,17 @@ def write_report(csv_path: str | Path, reports_dir: str | Path, tag: str, *, com
                       f"{int(p['kv_heads'])} KV heads, dk {int(p['dk'])}, dv {int(p['dv'])}, {p['dtype']}, "
                       f"NSA config `{p['nsa_config']}` (cmp_block/cmp_stride/slc_block/slc_count/window).", ""]
     for mode, title in (("fwd", "Forward"), ("bwd", "Backward"), ("decode", "Decode (one step)")):
-        part = df[(df["mode"] == mode) & ~df["impl"].astype(str).str.startswith("nsa:")]
+        part = df[(df["mode"] == mode) & ~_stage_mask(df)]
         if len(part):
             lines += [f"## {title}", ""] + _table(part) + [""]
     lines += ["## Speedup over FlashAttention-2", "", f"![speedup]({pngs['speedup'].name})", ""]
-    stage_rows = df[df["impl"].astype(str).str.startswith("nsa:")]
+    stage_rows = df[_stage_mask(df)]
     if len(stage_rows):
-        lines += ["## NSA forward per stage", "", f"![stages]({pngs['stages'].name})", ""] + _table(stage_rows) + [""]
+        lines += ["## NSA per stage", "", f"![stages]({pngs['stages'].name})", ""]
+        for mode in ("fwd", "bwd"):
+            part = stage_rows[stage_rows["mode"] == mode]
+            if len(part):
+                lines += [f"{mode}:", ""] + _table(part) + [""]
     if (df["mode"] == "decode").any():
         lines += ["## Decode bandwidth", "", f"![decode]({pngs['decode'].name})", ""]
     m = {"timing": str(first.get("timing", "")), "warmup": "?", "repeats": "?", "check_rows": "?",
