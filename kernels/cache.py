@@ -40,7 +40,7 @@ class NSACache:
             raise ValueError("give both compress_k and compress_v (or neither, for mean pooling)")
         self.config = config or NSAConfig()
         self.batch, self.max_len, self.kv_heads, self.dk, self.dv = batch, max_len, kv_heads, dk, dv
-        self.dtype, self.device = dtype, torch.device(device)
+        self.dtype, self.device = dtype, torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0'
         self.compress_k, self.compress_v = compress_k, compress_v
 
         def buf(length, d):
