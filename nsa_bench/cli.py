@@ -305,6 +305,19 @@ def check(
         raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def report(
+    csvs: List[Path] = typer.Argument(..., help="Result CSVs (kernels, needle, longbench, lmeval, train), e.g. results/*.csv."),
+    out: Path = typer.Option(Path("reports/report.md"), "--out", help="Markdown file; its PNGs go beside it."),
+    title: str = typer.Option("nsa-bench report", "--title", help="Heading of the report."),
+) -> None:
+    """One markdown report with plots from result CSVs: kernels, needle, LongBench, lm-eval, training, run metadata."""
+    from nsa_bench.report import build_report
+
+    path = build_report(csvs, out, title=title)
+    typer.echo(f"report {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)

@@ -36,6 +36,7 @@ LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte", "bpb")  # quality metr
 VERDICTS = ("regression", "missing", "noise", "improvement", "new", "unchanged", "not compared")
 DEFAULT_SPEEDUP_DROP = 0.10
 DEFAULT_ACCURACY_DROP = 1.0
+NEW_ROWS_SHOWN = 10  # new rows listed in the table without --show-all
 _EPS = 1e-9  # a change equal to the threshold passes despite float rounding
 
 
@@ -461,7 +462,7 @@ def _change_text(c: Comparison) -> str:
 def _threshold_text(c: Comparison) -> str:
     if c.threshold is None:
         return ""
-    return f"-{c.threshold:.0%}" if c.unit == "relative" else f"-{c.threshold:g} pt"
+    return f"{c.threshold:.0%}" if c.unit == "relative" else f"{c.threshold:g} pt"
 
 
 def _band_text(c: Comparison) -> str:
@@ -487,6 +488,9 @@ def print_result(result: GateResult, show_all: bool = False, console=None) -> No
             console = Console(width=180)
     shown = [c for c in result.comparisons if show_all or c.verdict not in ("unchanged", "not compared")]
     shown.sort(key=lambda c: VERDICTS.index(c.verdict))
+    new = [c for c in shown if c.verdict == "new"]
+    if len(new) > NEW_ROWS_SHOWN and not show_all:  # a sweep over more lengths: list a few
+        shown = [c for c in shown if c.verdict != "new"] + new[:NEW_ROWS_SHOWN]
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for kind in ("kernel", "quality"):
@@ -499,13 +503,15 @@ def print_result(result: GateResult, show_all: bool = False, console=None) -> No
         fixed = {k: rows[0].key[k] for k in keys if k not in varying and k != "metric" and rows[0].key[k] != ""}
         table = Table(title=f"{kind} rows" + (" (all: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + ")"
                                               if fixed else ""), title_justify="left")
-        for name in ("verdict", "row", "metric", "baseline", "current", "change", "threshold", "p20-p80 band", "note"):
-            table.add_column(name, justify="right" if name in ("baseline", "current", "change", "threshold") else "left")
+        for name in ("verdict", "row", "metric", "baseline", "current", "change", "max drop", "p20-p80 band", "note"):
+            table.add_column(name, justify="right" if name in ("baseline", "current", "change", "max drop") else "left")
         for c in rows:
             table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict}[/]", _row_label(c, varying), c.metric,
                           _fmt(c.baseline, c.unit), _fmt(c.current, c.unit), _change_text(c), _threshold_text(c),
                           _band_text(c), c.note)
         console.print(table)
+    if len(new) > NEW_ROWS_SHOWN and not show_all:
+        console.print(f"... and {len(new) - NEW_ROWS_SHOWN} more new rows (--show-all lists them)", highlight=False)
     counts = result.counts()
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     status = "[bold red]FAIL[/]" if result.failures else "[bold green]PASS[/]"

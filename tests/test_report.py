@@ -1,0 +1,79 @@
+"""`nsa-bench report`: one markdown report with its PNGs from a mix of synthetic result CSVs."""
+
+import re
+
+import pytest
+
+from nsa_bench.cli import main
+from nsa_bench.report import build_report
+from synthetic_results import H100, kernel_rows, lmeval_rows, longbench_rows, needle_rows, train_rows, write_csv
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    write_csv(folder / "kernels_h100.csv", kernel_rows(statuses={("nsa", "bwd", 16384): "oom"}))
+    write_csv(folder / "needle.csv", needle_rows())
+    write_csv(folder / "longbench.csv", longbench_rows())
+    write_csv(folder / "lmeval.csv", lmeval_rows(), metadata={**H100, "git_rev": "fedcba987654", "lm_eval": "0.4.13"})
+    return folder
+
+
+def test_report_has_every_section_and_its_pngs(capsys, tmp_path, results):
+    out = tmp_path / "reports" / "report.md"
+    code = main(["report", *map(str, sorted(results.glob("*.csv"))), "--out", str(out)])
+    assert code == 0
+    assert str(out) in capsys.readouterr().out
+    text = out.read_text()
+    for heading in ("## Runs", "## Kernels", "#### Speedup against length", "#### NSA stages",
+                    "#### Decode bandwidth", "## Needle in a haystack", "## LongBench", "## lm-eval"):
+        assert heading in text, heading
+    assert "## Training" not in text  # no train CSV: the section is skipped
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert set(images) == {"report_kernels_speedup.png", "report_kernels_stages.png",
+                           "report_kernels_decode_gbps.png", "report_needle_passkey_exact_match.png"}
+    for name in images:
+        png = out.parent / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_report_numbers(tmp_path, results):
+    text = build_report(sorted(results.glob("*.csv")), tmp_path / "r.md").read_text()
+    # metadata of each run, as written (the lm-eval run has another revision)
+    assert "abc123def456" in text and "fedcba987654" in text and "NVIDIA H100 80GB HBM3" in text
+    assert "torch SDPA flash backend (FA2 code)" in text
+    # kernels: nsa fwd at 8k is 4.10x over FA2 (ceiling 6.83x, efficiency 60%); the oom row says so
+    assert "| fwd | 8k | nsa | ok | 0.488 | 2 | 1.8 | 4.10x | 3.69x | 6.83x | 60% |" in text
+    assert "| bwd | 16k | nsa | oom |" in text
+    # LongBench side by side, x100, with NSA - full
+    assert "| hotpotqa | qa_f1 | 20 | 41.0 ± 5.0 | 43.0 ± 5.0 | -2.0 |" in text
+    assert "| trec_e | 0-4k | classification | 20 | 65.0 ± 5.0 | 60.0 ± 5.0 | +5.0 |" in text
+    # lm-eval: the headline tasks in the table, MMLU subjects folded away
+    assert "| mmlu | acc | 100 | 31.0 ± 3.0 | 32.0 ± 3.0 | -1.0 |" in text
+    assert "<details><summary>MMLU subjects</summary>" in text and "| mmlu_anatomy | acc |" in text
+    # needle: full fails at the longest length (0.5), NSA does not
+    assert "| NSA | runs/train/nsa | 1.000 | 9 | 0 | 1.00 | 1.00 | 1.00 |" in text
+    assert "| full | runs/train/full | 0.833 | 9 | 0 | 1.00 | 1.00 | 0.50 |" in text
+
+
+def test_report_from_a_folder_with_training_only(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    write_csv(folder / "train.csv", train_rows(30))
+    out = build_report([folder], tmp_path / "out" / "train_report.md")
+    text = out.read_text()
+    assert "## Training" in text and "## Kernels" not in text and "## LongBench" not in text
+    assert "![train](train_report_train.png)" in text
+    assert (out.parent / "train_report_train.png").stat().st_size > 5000
+    assert re.search(r"\| nsa \| 30 \| 1\.2e\+06 \| [0-9.]+ \| [0-9.]+ \| 0\.75 \|", text)
+
+
+@pytest.mark.parametrize("bad", ["missing", "not_results"])
+def test_report_bad_input_exits_2(capsys, tmp_path, bad):
+    path = tmp_path / "x.csv"
+    if bad == "not_results":
+        path.write_text("a,b\n1,2\n")
+    code = main(["report", str(path), "--out", str(tmp_path / "r.md")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("nsa-bench: error:") and len(err.strip().splitlines()) == 1
