@@ -173,7 +173,10 @@ def kernels(
 
     if not interpret and not torch.cuda.is_available():
         raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
-    from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
+    try:
+        from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
+    except ImportError as error:  # e.g. a kernels package that does not import here
+        raise UsageError(f"nsa-bench kernels cannot import its code: {error}") from None
 
     spec, command = spec_from_options(
         interpret=interpret, seq=seq, batch=batch, q_heads=q_heads, kv_heads=kv_heads, dk=dk, dv=dv, dtype=dtype,

@@ -121,17 +121,22 @@ def _randn(shape, spec: KernelBenchSpec, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=gen, device=spec.device, dtype=DTYPES[spec.dtype])
 
 
-def nsa_inputs(spec: KernelBenchSpec, seq_len: int, batch: int, *, requires_grad: bool = False) -> dict:
-    """Random q, k, v [B,T,H*,d] and sigmoid gates [B,T,HQ] (token-major, the kernels' layout)."""
+def nsa_inputs(spec: KernelBenchSpec, seq_len: int, batch: int, *, requires_grad: bool = False,
+               query_len: int | None = None) -> dict:
+    """Random q, k, v [B,T,H*,d] and sigmoid gates [B,T,HQ] (token-major, the kernels' layout).
+
+    query_len: rows of q and the gates (default T; 1 for a decode step's new token).
+    """
     b, t = batch, seq_len
+    tq = seq_len if query_len is None else query_len
     seed = spec.seed * 1_000_003 + seq_len
     args = {
-        "q": _randn((b, t, spec.q_heads, spec.dk), spec, seed),
+        "q": _randn((b, tq, spec.q_heads, spec.dk), spec, seed),
         "k": _randn((b, t, spec.kv_heads, spec.dk), spec, seed + 1),
         "v": _randn((b, t, spec.kv_heads, spec.dv), spec, seed + 2),
     }
     for i, name in enumerate(("g_cmp", "g_slc", "g_win")):
-        args[name] = torch.sigmoid(_randn((b, t, spec.q_heads), spec, seed + 3 + i))
+        args[name] = torch.sigmoid(_randn((b, tq, spec.q_heads), spec, seed + 3 + i))
     for tensor in args.values():
         tensor.requires_grad_(requires_grad)
     return args
@@ -292,13 +297,13 @@ def _full_attention_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: s
         with sdpa_kernel(backend_ctx):
             return sdpa(q, k, v, **kwargs)
 
-    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd")
-    q, k, v = (args[n].detach().transpose(1, 2).contiguous() for n in ("q", "k", "v"))  # SDPA: [B,H,T,D]
+    args = nsa_inputs(spec, seq_len, batch, query_len=1 if mode == "decode" else None)
+    q, k, v = (args[n].transpose(1, 2).contiguous() for n in ("q", "k", "v"))  # SDPA: [B,H,T,D]
     del args
     if mode == "decode":
         # One new token per sequence: its G query heads of a KV group become G query rows over
         # that group's cache, so no KV head is repeated and the cache is read once.
-        q_step = q[:, :, -1].reshape(batch, spec.kv_heads, group, spec.dk).contiguous()
+        q_step = q.reshape(batch, spec.kv_heads, group, spec.dk)  # query head h*G + g uses KV head h
         detail += "; decode: G query heads of a KV group as G query rows, cache read once"
         return Case(lambda: attend(q_step, k, v), detail)
 
@@ -323,12 +328,11 @@ def _full_attention_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: s
 def _flash_attn_case(spec: KernelBenchSpec, seq_len: int, mode: str, batch: int, detail: str) -> Case:
     """The flash_attn package: native GQA, token-major layout."""
     flash_attn_func, flash_attn_with_kvcache = _flash_attn_package()
-    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd")
+    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd", query_len=1 if mode == "decode" else None)
     q, k, v = args["q"], args["k"], args["v"]
     if mode == "decode":
-        q_step = q[:, -1:].detach().contiguous()
         lens = torch.full((batch,), seq_len, dtype=torch.int32, device=q.device)
-        return Case(lambda: flash_attn_with_kvcache(q_step, k.detach(), v.detach(), cache_seqlens=lens),
+        return Case(lambda: flash_attn_with_kvcache(q, k, v, cache_seqlens=lens),
                     detail + "; decode: flash_attn_with_kvcache")
     if mode == "fwd":
         def call():
@@ -360,24 +364,28 @@ def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Cas
 
 # ---- NSA stages -----------------------------------------------------------------------------------
 
-# The nsa_bench.flops NSA_STAGES each kernel stage covers (the names nsa_forward_stages and
-# nsa_backward_stages return). A stage not listed is timed with its FLOPs left blank.
-STAGE_WORK = {
-    "fwd": {"compress": ["compress"], "cmp_attn": ["cmp_attn"], "select": ["importance", "topk"],
-            "slc_attn": ["slc_attn"], "win_attn": ["win_attn"], "combine": ["gates"]},
-    "bwd": {"gate_grads": ["gates"], "cmp_bwd": ["cmp_attn"], "slc_index": [], "slc_bwd": ["slc_attn"],
-            "win_bwd": ["win_attn"]},
-}
+# Kernel stages are named '<branch>_<what>' (nsa_forward_stages / nsa_backward_stages). The
+# branch names the nsa_bench.flops NSA_STAGES the stage computes; in the backward the suffix says
+# which matmuls it runs: a dq pass recomputes QK^T and dP and forms dQ (3 matmuls, 1.5x the
+# forward's 2), a dk/dv pass also recomputes them and forms dK and dV (2x), a fused one 2.5x.
+STAGE_BRANCHES = {"compress": ["compress"], "cmp": ["cmp_attn"], "select": ["importance", "topk"],
+                  "slc": ["slc_attn"], "win": ["win_attn"], "combine": ["gates"], "gate": ["gates"]}
+BACKWARD_STAGE_FACTORS = {"dq": 1.5, "dkv": 2.0, "bwd": BACKWARD_MATMUL_FACTOR}
+EXPECTED_STAGES = {"fwd": 6, "bwd": 8}  # for the progress bar only
 
 
 def stage_flops(spec: KernelBenchSpec, seq_len: int, mode: str, stage: str) -> float:
-    """Counted FLOPs of one named kernel stage: forward work, or 2.5x for a backward matmul stage."""
-    parts = STAGE_WORK[mode].get(stage)
+    """Counted FLOPs of one named kernel stage (see STAGE_BRANCHES); NaN for an unknown name, 0 for
+    bookkeeping stages (e.g. building an index)."""
+    branch, _, what = stage.partition("_")
+    parts = STAGE_BRANCHES.get(branch)
     if parts is None:
         return math.nan
+    factor = 1.0
+    if mode == "bwd" and any(p.endswith("_attn") for p in parts):
+        factor = BACKWARD_STAGE_FACTORS.get(what, 0.0)
     p = spec.problem(seq_len, mode)
-    factor = {"bwd": BACKWARD_MATMUL_FACTOR, "fwd": 1.0}[mode]
-    return float(sum(nsa_stage_flops(p, spec.nsa, s) * (1.0 if s == "gates" else factor) for s in parts))
+    return factor * float(sum(nsa_stage_flops(p, spec.nsa, s) for s in parts))
 
 
 def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int, mode: str) -> list[tuple[str, Case]]:
@@ -595,20 +603,21 @@ def copy_bandwidth_gbps(spec: KernelBenchSpec, nbytes: int = 1 << 30) -> float:
     """Measured device-to-device copy bandwidth (read + write bytes per second), for the decode plot."""
     if spec.device.type != "cuda":
         return math.nan
-    src = torch.empty(nbytes, dtype=torch.uint8, device=spec.device)
-    dst = torch.empty_like(src)
-    timing = time_calls(lambda: dst.copy_(src), warmup=3, repeats=10, device=spec.device)
-    del src, dst
+    buffers = torch.empty(2, nbytes, dtype=torch.uint8, device=spec.device)
+    timing = time_calls(lambda: buffers[1].copy_(buffers[0]), warmup=3, repeats=10, device=spec.device)
+    buffers = None
     release_memory()
     return 2 * nbytes / (timing.ms * 1e-3) / 1e9
 
 
 def planned_rows(spec: KernelBenchSpec) -> int:
-    """Rows the sweep will write, counting the stages of STAGE_WORK (the exact number shows up later)."""
+    """Rows the sweep will write, guessing the number of stages (the bar is corrected at the end)."""
     per_mode = len([i for i in IMPLS if i in spec.impls])
-    stage_rows = sum(len(STAGE_WORK[m]) for m in ("fwd", "bwd") if m in spec.modes) if (
+    stage_rows = sum(EXPECTED_STAGES[m] for m in ("fwd", "bwd") if m in spec.modes) if (
         spec.stages and "nsa" in spec.impls) else 0
-    return len(spec.seq_lens) * (len(spec.modes) * per_mode + stage_rows)
+    graph_rows = len([i for i in spec.impls if i != "ref"]) if (
+        "decode" in spec.modes and spec.cuda_graphs and spec.device.type == "cuda") else 0
+    return len(spec.seq_lens) * (len(spec.modes) * per_mode + stage_rows + graph_rows)
 
 
 def run_sweep(spec: KernelBenchSpec, writer, on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
@@ -752,7 +761,8 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
 
         rows = run_sweep(spec, writer, on_row)
         progress.update(task, total=len(rows), completed=len(rows), description="kernels: done")
-    console.print(_summary_table(rows), width=max(console.width, 100))  # never elide numbers
+    wide = Console(file=console.file, width=max(console.width, 110))  # never elide numbers
+    wide.print(_summary_table(rows))
     method = {"warmup": spec.warmup, "repeats": spec.repeats, "check_rows": spec.check_rows,
               "check_prefix": spec.check_prefix}
     md_path = write_report(csv_path, reports_dir, tag, command=command, copy_gbps=copy_gbps, method=method)

@@ -8,6 +8,7 @@ implementation with the measured copy bandwidth. The markdown embeds them beside
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -66,7 +67,7 @@ def plot_speedup(df: pd.DataFrame, path: Path) -> Path:
                 ax.plot(rows["seq_len"], rows["speedup_fa2"], "o-", color=COLORS[impl], label=impl)
                 for x, y in zip(rows["seq_len"], rows["speedup_fa2"]):
                     if not math.isnan(y):
-                        ax.annotate(f"{y:.1f}x", (x, y), textcoords="offset points", xytext=(0, 6),
+                        ax.annotate(f"{y:.3g}x", (x, y), textcoords="offset points", xytext=(0, 6),
                                     ha="center", fontsize=8)
         ax.axhline(1.0, color="tab:blue", lw=0.8, label="fa2 (= 1)")
         if lengths:
@@ -221,7 +222,8 @@ def write_report(csv_path: str | Path, reports_dir: str | Path, tag: str, *, com
                   "they are not performance.** `fa2` here is torch SDPA on the CPU.", ""]
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
-    lines += [f"CSV: `{Path(csv_path).as_posix()}`", ""]
+    csv_link = Path(os.path.relpath(Path(csv_path).resolve(), reports_dir.resolve())).as_posix()
+    lines += [f"Rows: [{Path(csv_path).name}]({csv_link})", ""]
     lines += ["| machine | |", "|---|---|"] + [f"| {k} | {first.get(k, '')} |" for k in env_keys if k in first]
     if copy_gbps and not math.isnan(copy_gbps):
         lines.append(f"| measured copy bandwidth | {copy_gbps:.0f} GB/s |")

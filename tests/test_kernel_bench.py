@@ -118,8 +118,13 @@ def test_nsa_backward_is_2_5x_the_matmuls_plus_the_elementwise_work():
 def test_stage_flops_follow_the_kernel_stage_names():
     spec = kb.KernelBenchSpec(q_heads=16, kv_heads=2, dk=64, dv=64)
     p = spec.problem(2048, "fwd")
+    cmp = nsa_stage_flops(p, PAPER, "cmp_attn")
+    assert kb.stage_flops(spec, 2048, "fwd", "cmp_attn") == cmp
     assert kb.stage_flops(spec, 2048, "fwd", "select") == nsa_stage_flops(p, PAPER, "importance")
-    assert kb.stage_flops(spec, 2048, "bwd", "cmp_bwd") == 2.5 * nsa_stage_flops(p, PAPER, "cmp_attn")
+    assert kb.stage_flops(spec, 2048, "fwd", "combine") == nsa_stage_flops(p, PAPER, "gates")
+    assert kb.stage_flops(spec, 2048, "bwd", "cmp_bwd") == 2.5 * cmp  # fused: all five matmuls
+    assert kb.stage_flops(spec, 2048, "bwd", "cmp_dq") == 1.5 * cmp  # QK^T, dP, dQ
+    assert kb.stage_flops(spec, 2048, "bwd", "win_dkv") == 2.0 * nsa_stage_flops(p, PAPER, "win_attn")
     assert kb.stage_flops(spec, 2048, "bwd", "gate_grads") == nsa_stage_flops(p, PAPER, "gates")
     assert kb.stage_flops(spec, 2048, "bwd", "slc_index") == 0
     assert math.isnan(kb.stage_flops(spec, 2048, "fwd", "no_such_stage"))
@@ -328,3 +333,18 @@ def test_interpret_smoke_end_to_end(tmp_path):
                  "![decode](kernels_smoke_decode_gbps.png)", "| T | impl | status | ms (p20-p80) | TFLOP/s | GB/s |",
                  "interpreter", "## Forward", "## Backward", "## Decode", "nsa-bench kernels --interpret --seq 96"):
         assert text in md
+
+
+def test_full_attention_decode_baseline_reads_each_kv_head_once_and_is_right():
+    """The decode baseline puts the G query heads of a KV group as G query rows: same answer as
+    attending each query head over its KV head's whole cache."""
+    spec = _tiny_spec(q_heads=4, kv_heads=2, dk=16, dv=16, decode_batch=3, dtype="fp16")
+    t = 40
+    out = kb.build_case("fa2", spec, t, "decode").call().float()  # [B, H, G, dv]
+    args = kb.nsa_inputs(spec, t, 3, query_len=1)
+    q, k, v = args["q"][:, 0].float(), args["k"].float(), args["v"].float()  # [B,HQ,d], [B,T,H,d]
+    for head in range(4):
+        kv = head // 2
+        p = torch.softmax(torch.einsum("bd,btd->bt", q[:, head], k[:, :, kv]) / 4.0, dim=-1)
+        want = torch.einsum("bt,btd->bd", p, v[:, :, kv])
+        torch.testing.assert_close(out[:, kv, head % 2], want, rtol=2e-3, atol=2e-3)
