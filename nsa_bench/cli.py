@@ -256,9 +256,10 @@ def lmeval(
     nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
 ) -> None:
     """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts."""
-    from nsa_bench.suites.lmeval_suite import resolve_tasks, run_lmeval
+    from nsa_bench.suites.lmeval_suite import require_lm_eval, resolve_tasks, run_lmeval
     from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
 
+    require_lm_eval()
     if not (batch_size == "auto" or batch_size.isdigit() and int(batch_size) > 0):
         raise UsageError(f"--batch-size must be a positive number or auto, got {batch_size!r}")
     if limit is not None and limit < 1:

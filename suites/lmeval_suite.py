@@ -20,6 +20,14 @@ from nsa_bench.lm import CausalLM
 from .lmeval_data import TASKS_DIR, DataError, mmlu_subjects, read_gsm8k, read_mmlu
 
 
+def require_lm_eval() -> None:
+    """UsageError unless lm-eval is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise UsageError("lm-eval is not installed: pip install 'lm-eval>=0.4.13' (in the eval and dev extras)")
+
+
 def resolve_tasks(names: Sequence[str], gsm8k_dir: str | None, mmlu_dir: str | None) -> list[tuple[str, str | None]]:
     """(row task, lm-eval task) pairs for `gsm8k`, `mmlu`, `mmlu_<subject>`; checks the data up front.
 
@@ -90,7 +98,8 @@ def _without_environment_report():
     to stderr) on every call; our rows carry run metadata already, so skip it for our many calls."""
     import lm_eval.evaluator as evaluator
 
-    saved = {name: getattr(evaluator, name) for name in ("add_env_info", "get_git_commit_hash") if hasattr(evaluator, name)}
+    names = ("add_env_info", "get_git_commit_hash")
+    saved = {name: getattr(evaluator, name) for name in names if hasattr(evaluator, name)}
     for name in saved:
         setattr(evaluator, name, lambda *args, **kwargs: None)
     try:
@@ -98,6 +107,13 @@ def _without_environment_report():
     finally:
         for name, function in saved.items():
             setattr(evaluator, name, function)
+
+
+def _free_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _status(error: BaseException) -> str:
@@ -134,7 +150,8 @@ def run_lmeval(
         metadata={"gsm8k_dir": str(gsm8k_dir or ""), "mmlu_dir": str(mmlu_dir or "")},
     )
     writer = ResultWriter(out)
-    setting = {"limit": "all" if limit is None else limit, "num_fewshot": "default" if num_fewshot is None else num_fewshot}
+    setting = {"limit": "all" if limit is None else limit,
+               "num_fewshot": "default" if num_fewshot is None else num_fewshot}
     written: list[dict] = []
 
     def data_dir(task: str) -> str:
@@ -150,9 +167,14 @@ def run_lmeval(
         written.append(row)
 
     def subject_rows(model: str, attention: str) -> dict[str, dict]:
-        subjects = {t for t, lm_task in tasks if lm_task and t.startswith("mmlu_")}
-        return {r["task"]: r for r in writer.rows if r.get("task") in subjects and r.get("status") == "ok"
-                and r.get("metric") == "acc" and all(str(r.get(k)) == str(v) for k, v in key(model, attention, r["task"]).items())}
+        """The finished accuracy rows of this run's MMLU subjects, by task."""
+        found = {}
+        for task in (t for t, lm_task in tasks if lm_task and t.startswith("mmlu_")):
+            wanted = {**key(model, attention, task), "metric": "acc", "status": "ok"}
+            rows = [r for r in writer.rows if all(str(r.get(k)) == str(v) for k, v in wanted.items())]
+            if rows:
+                found[task] = rows[-1]
+        return found
 
     todo = {a: [t for t in tasks if not writer.done(key(m, a, t[0]))] for a, m in models.items()}
     columns = (TextColumn("[bold]lmeval[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -164,7 +186,7 @@ def run_lmeval(
                 bar.update(job, description=f"{attention} {task}")
                 if lm_task is None:  # the overall MMLU row, from the subjects' rows
                     rows = subject_rows(model, attention)
-                    if len(rows) == sum(1 for t, m in tasks if m and t.startswith("mmlu_")):
+                    if len(rows) == sum(1 for t, lm_t in tasks if lm_t and t.startswith("mmlu_")):
                         write(model, attention, task, "mmlu_local", mmlu_overall(list(rows.values())))
                     bar.advance(job)
                     continue
@@ -179,6 +201,7 @@ def run_lmeval(
                 except (RuntimeError, MemoryError) as error:
                     write(model, attention, task, lm_task,
                           {"metric": "", "score": float("nan"), "n": 0, "status": _status(error)})
+                    _free_cuda()
                 bar.advance(job)
             del lm
     return written

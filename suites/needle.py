@@ -174,7 +174,7 @@ class NeedleGrid:
     haystack_dir: str | None = None
     digits: int = 5
     extrapolate: bool = False
-    _file_sentences: list[str] | None = field(default=None, repr=False)
+    _file_sentences: list[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if "{value}" not in self.needle:
@@ -247,10 +247,9 @@ def run_cell(
     for trial in range(grid.trials):
         value = grid.value(trial)
         reserve = len(lm.encode(" " + value + ".")) + 2  # tokens left for the answer
+        needle = grid.needle.replace("{value}", value)
         try:
-            prompt = build_prompt(
-                lm.encode, haystacks[trial], ctx_len - reserve, depth, grid.needle.format(value=value), grid.question
-            )
+            prompt = build_prompt(lm.encode, haystacks[trial], ctx_len - reserve, depth, needle, grid.question)
         except ValueError as error:
             return {"status": f"unsupported: {error}"}
         new_ids = lm.generate(prompt.ids, max_new_tokens=reserve, stop=("\n",))
