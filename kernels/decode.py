@@ -20,7 +20,7 @@ from .config import NSAConfig
 from .triton_common import dot_precision, new_output, next_pow2
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_CANDIDATES = 512  # local top-n lists merged per KV head (bounds the context: see _plan)
+MAX_CANDIDATES = 2048  # entries of the local top-n lists merged per KV head (bounds max_len)
 CMP_TILE = 64  # compressed tokens per tile (raised to l'/d when that is larger)
 
 
@@ -40,12 +40,17 @@ class DecodePlan:
     p_sel: int  # _select_kernel programs per KV head
     wch: int  # window tokens per program
     p_win: int  # window programs per KV head
+    sb: int = 2  # selected blocks per sparse-attention program
     warps: int = 4  # num_warps of the compressed-attention and sparse-attention kernels
     stages: int = 2  # their num_stages
 
     @property
+    def slc_progs(self) -> int:
+        return -(-self.n_sel // self.sb)
+
+    @property
     def n_slots(self) -> int:
-        return self.p_cmp + self.n_sel + self.p_win
+        return self.p_cmp + self.slc_progs + self.p_win
 
 
 def _tile_sizes(config: NSAConfig, cmp_tile: int = CMP_TILE) -> tuple[int, int, int]:
@@ -74,17 +79,18 @@ def _num_sms(device: torch.device) -> int:
 
 
 def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, block_chunk: int | None = None,
-                window_chunk: int = 64, cmp_tile: int = CMP_TILE, warps: int = 4, stages: int = 2) -> DecodePlan:
+                window_chunk: int = 128, cmp_tile: int = CMP_TILE, blocks_per_program: int = 2,
+                warps: int = 4, stages: int = 2) -> DecodePlan:
     """Launch sizes for a cache and a query-head count. tiles / block_chunk / window_chunk /
-    cmp_tile / warps / stages override the defaults (tests use small ones to exercise the splits;
-    benchmarks tune)."""
+    cmp_tile / blocks_per_program / warps / stages override the defaults (tests use small ones to
+    exercise the splits; benchmarks tune)."""
     c = cache.config
     bn, bpt, nbt = _tile_sizes(c, cmp_tile)
     bh = cache.batch * cache.kv_heads
     n_tiles_cap = max(1, -(-cache.max_cmp // bn))
-    if tiles is None:  # the most tiles per program that still leaves >= 2 programs per SM
+    if tiles is None:  # the most tiles per program (up to 8) that still leaves a program per SM
         tiles = 1
-        while tiles < 8 and bh * -(-n_tiles_cap // (2 * tiles)) >= 2 * _num_sms(cache.device):
+        while tiles < 8 and bh * -(-n_tiles_cap // (2 * tiles)) >= _num_sms(cache.device):
             tiles *= 2
     p_cmp = -(-n_tiles_cap // tiles)
     n_blocks = c.num_slc_blocks(cache.max_len)
@@ -97,7 +103,7 @@ def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, bloc
                          f" with {c}, got max_len={cache.max_len}")
     wch = min(next_pow2(c.window), window_chunk)
     return DecodePlan(q_heads // cache.kv_heads, n, bn, tiles, p_cmp, n_tiles_cap, bpt, nbt, bb, p_sel,
-                      wch, -(-c.window // wch), warps, stages)
+                      wch, -(-c.window // wch), max(1, min(blocks_per_program, n)), warps, stages)
 
 
 def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
@@ -111,8 +117,7 @@ def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
             "l": new_output((bh, plan.n_slots, g), f32, dev),
             "imp": new_output((bh, plan.n_tiles_cap, g, plan.nbt), f32, dev),
             "imp_m": new_output((bh, plan.n_tiles_cap, g), f32, dev),
-            "cand_v": new_output((bh, plan.p_sel, plan.n_sel), f32, dev),
-            "cand_i": new_output((bh, plan.p_sel, plan.n_sel), torch.int32, dev),
+            "cand": new_output((bh, plan.p_sel, plan.n_sel), torch.int64, dev),
         }
         cache.workspaces[plan] = ws
     return ws
@@ -185,20 +190,21 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         num_warps=plan.warps, num_stages=plan.stages,
     )
     td._select_kernel[(bh, plan.p_sel)](
-        cache.lengths, ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand_v"], ws["cand_i"],
+        cache.lengths, ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"],
         **dims, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
-        BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, num_warps=4,
+        BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel), num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
-    td._sparse_kernel[(bh, plan.n_sel + plan.p_win)](
-        q, cache.k_slc, cache.v_slc, cache.k_win, cache.v_win, cache.lengths, ws["cand_v"], ws["cand_i"],
+    td._sparse_kernel[(bh, plan.slc_progs + plan.p_win)](
+        q, cache.k_slc, cache.v_slc, cache.k_win, cache.v_win, cache.lengths, ws["cand"],
         ws["o"], ws["m"], ws["l"],
         q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3],
         *cache.k_win.stride()[:3], *cache.v_win.stride()[:3], qk_scale,
         **dims, **heads, SLC_BLOCK=c.slc_block, WINDOW=c.window,
-        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, N_SEL=plan.n_sel, N_CAND=n_cand, BCAND=next_pow2(n_cand),
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, SB=plan.sb, N_SEL=plan.n_sel,
+        KP=next_pow2(plan.n_sel), N_CAND=n_cand, BCAND=next_pow2(n_cand),
         BS=min(64, max(16, next_pow2(c.slc_block))), WCH=plan.wch, BW=min(64, plan.wch), PREC=prec,
         num_warps=plan.warps, num_stages=plan.stages,
     )
@@ -206,7 +212,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
         g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
         HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
-        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.n_slots), P_CMP=plan.p_cmp, N_SEL=plan.n_sel,
+        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.n_slots), P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs,
         num_warps=4,
     )
     if return_blocks:
@@ -215,14 +221,11 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
 
 
 def _selected_blocks(ws: dict, plan: DecodePlan, batch: int, kv_heads: int) -> torch.Tensor:
-    """The blocks _sparse_kernel attends to, [B, 1, H, n] ascending with -1 padding."""
-    key = ws["cand_v"].view(batch * kv_heads, -1).double()
-    idx = ws["cand_i"].view(batch * kv_heads, -1).long()
-    order = torch.sort(idx, dim=-1, stable=True).indices  # ties to the lower block index...
-    key, idx = key.gather(-1, order), idx.gather(-1, order)
-    top = torch.sort(key, dim=-1, descending=True, stable=True).indices[:, : plan.n_sel]  # ...then by key
-    blocks = torch.where(key.gather(-1, top) > float("-inf"), idx.gather(-1, top), -1)
-    blocks = torch.where(blocks < 0, torch.iinfo(torch.int64).max, blocks).sort(dim=-1).values
+    """The blocks _sparse_kernel attends to, [B, 1, H, n] ascending with -1 padding (decoded from
+    the int64 keys of triton_decode._rank_key: negative = not started)."""
+    top = ws["cand"].view(batch * kv_heads, -1).topk(plan.n_sel, dim=-1).values
+    blocks = torch.where(top >= 0, 2147483647 - (top & 0xFFFFFFFF), torch.iinfo(torch.int64).max)
+    blocks = blocks.sort(dim=-1).values
     blocks = torch.where(blocks == torch.iinfo(torch.int64).max, -1, blocks)
     return blocks.view(batch, 1, kv_heads, plan.n_sel)
 

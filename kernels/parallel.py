@@ -20,10 +20,10 @@ import torch
 
 from .config import NSAConfig
 from .inputs import check_nsa_inputs
-from .triton_band import Band, band_attn_bwd, band_attn_fwd
+from .triton_band import Band, band_attn_bwd_dkv, band_attn_bwd_dq, band_attn_fwd
 from .triton_gates import gate_grads, gated_sum
 from .triton_select import CHUNK_BLOCKS, select_blocks
-from .triton_sparse import block_token_index, slc_attn_bwd, slc_attn_fwd
+from .triton_sparse import block_token_index, slc_attn_bwd_dkv, slc_attn_bwd_dq, slc_attn_fwd
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 SUPPORTED_GROUPS = (1, 2, 4, 8, 16)
@@ -135,16 +135,69 @@ def _grad_buffers(p: _Prepared):
     return buf
 
 
+class _BackwardSteps:
+    """The backward's launches, each into the fp32 accumulators `buf`, for one call."""
+
+    def __init__(self, p: _Prepared, dout, o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices):
+        self.p, self.dout, self.indices = p, dout, indices
+        self.o = (o_cmp, o_slc, o_win)
+        self.lse = (lse_cmp, lse_slc, lse_win)
+        self.buf = _grad_buffers(p)
+        self.delta = None
+        self.block_index = None
+
+    def gate_grads(self):
+        p = self.p
+        dgs, self.delta = gate_grads(self.dout, *self.o, p.g_cmp, p.g_slc, p.g_win)
+        return dgs
+
+    def _band(self, band, k, v, gate, lse, delta):
+        p = self.p
+        return (p.q, k, v, self.dout, gate, lse, delta, band, p.scale)
+
+    def cmp_dq(self):
+        p = self.p
+        if p.k_cmp.shape[1] > 0:
+            band_attn_bwd_dq(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, p.g_cmp, self.lse[0],
+                                         self.delta[0]), self.buf["q"])
+
+    def cmp_dkv(self):
+        p = self.p
+        band_attn_bwd_dkv(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, p.g_cmp, self.lse[0],
+                                      self.delta[0]), self.buf["k_cmp"], self.buf["v_cmp"])
+
+    def slc_index(self):
+        self.block_index = block_token_index(self.indices, self.p.config.num_slc_blocks(self.p.q.shape[1]))
+
+    def slc_dq(self):
+        p = self.p
+        slc_attn_bwd_dq(p.q, p.ks, p.vs, self.indices, self.dout, p.g_slc, self.lse[1], self.delta[1], p.config,
+                        p.scale, self.buf["q"])
+
+    def slc_dkv(self):
+        p = self.p
+        slc_attn_bwd_dkv(p.q, p.ks, p.vs, self.dout, p.g_slc, self.lse[1], self.delta[1], p.config, p.scale,
+                         self.buf["k_slc"], self.buf["v_slc"], self.block_index)
+
+    def win_dq(self):
+        p = self.p
+        band_attn_bwd_dq(*self._band(Band.window(p.config), p.kw, p.vw, p.g_win, self.lse[2], self.delta[2]),
+                         self.buf["q"])
+
+    def win_dkv(self):
+        p = self.p
+        band_attn_bwd_dkv(*self._band(Band.window(p.config), p.kw, p.vw, p.g_win, self.lse[2], self.delta[2]),
+                          self.buf["k_win"], self.buf["v_win"])
+
+    ORDER = ("cmp_dq", "cmp_dkv", "slc_index", "slc_dq", "slc_dkv", "win_dq", "win_dkv")
+
+
 def _backward(p: _Prepared, dout, o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices):
-    buf = _grad_buffers(p)
-    (dg_cmp, dg_slc, dg_win), delta = gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
-    if p.k_cmp.shape[1] > 0:
-        band_attn_bwd(p.q, p.k_cmp, p.v_cmp, dout, p.g_cmp, lse_cmp, delta[0], Band.compressed(p.config), p.scale,
-                      buf["q"], buf["k_cmp"], buf["v_cmp"])
-    slc_attn_bwd(p.q, p.ks, p.vs, indices, dout, p.g_slc, lse_slc, delta[1], p.config, p.scale,
-                 buf["q"], buf["k_slc"], buf["v_slc"])
-    band_attn_bwd(p.q, p.kw, p.vw, dout, p.g_win, lse_win, delta[2], Band.window(p.config), p.scale,
-                  buf["q"], buf["k_win"], buf["v_win"])
+    steps = _BackwardSteps(p, dout, o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices)
+    dg_cmp, dg_slc, dg_win = steps.gate_grads()
+    for name in steps.ORDER:
+        getattr(steps, name)()
+    buf = steps.buf
     cast = lambda name: buf[name].to(p.q.dtype)  # noqa: E731
     own = lambda name: cast(name) if getattr(p, name) is not None else None  # noqa: E731
     return (cast("q"), cast("k"), cast("v"), cast("k_cmp"), cast("v_cmp"), dg_cmp, dg_slc, dg_win,
@@ -211,34 +264,18 @@ def nsa_backward_stages(
     """The backward split into its stages, for timing each alone (gradients accumulate into
     scratch buffers, so repeated calls keep the cost and change only the scratch values).
 
-    Returns, in order, [("gate_grads", f), ("cmp_bwd", f), ("slc_index", f), ("slc_bwd", f),
-    ("win_bwd", f)]: gate gradients and deltas; compressed branch dq + dk_cmp/dv_cmp;
-    the inverse (block -> tokens) index of the selection; selection branch dq + dk/dv;
-    sliding-window dq + dk/dv.
+    Returns, in order, [("gate_grads", f), ("cmp_dq", f), ("cmp_dkv", f), ("slc_index", f),
+    ("slc_dq", f), ("slc_dkv", f), ("win_dq", f), ("win_dkv", f)]: gate gradients and deltas;
+    compressed branch dq and dk_cmp/dv_cmp; the inverse (block -> tokens) index of the
+    selection; selection branch dq and dk/dv; sliding-window dq and dk/dv.
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
-    dout = dout.contiguous()
     with torch.no_grad():
         o_cmp, lse_cmp = p.cmp_attn()
         indices = p.select(lse_cmp)
         o_slc, lse_slc = p.slc_attn(indices)
         o_win, lse_win = p.win_attn()
-        _, delta = gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
-        n_blocks = config.num_slc_blocks(q.shape[1])
-        index = block_token_index(indices, n_blocks)
-    buf = _grad_buffers(p)
-
-    def cmp_bwd():
-        if p.k_cmp.shape[1] > 0:
-            band_attn_bwd(p.q, p.k_cmp, p.v_cmp, dout, p.g_cmp, lse_cmp, delta[0], Band.compressed(config),
-                          p.scale, buf["q"], buf["k_cmp"], buf["v_cmp"])
-
-    return [
-        ("gate_grads", lambda: gate_grads(dout, o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)),
-        ("cmp_bwd", cmp_bwd),
-        ("slc_index", lambda: block_token_index(indices, n_blocks)),
-        ("slc_bwd", lambda: slc_attn_bwd(p.q, p.ks, p.vs, indices, dout, p.g_slc, lse_slc, delta[1], config,
-                                         p.scale, buf["q"], buf["k_slc"], buf["v_slc"], block_index=index)),
-        ("win_bwd", lambda: band_attn_bwd(p.q, p.kw, p.vw, dout, p.g_win, lse_win, delta[2], Band.window(config),
-                                          p.scale, buf["q"], buf["k_win"], buf["v_win"])),
-    ]
+        steps = _BackwardSteps(p, dout.contiguous(), o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices)
+        steps.gate_grads()
+        steps.slc_index()
+    return [("gate_grads", steps.gate_grads)] + [(name, getattr(steps, name)) for name in steps.ORDER]

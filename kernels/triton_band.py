@@ -32,17 +32,18 @@ LOG2E = 1.4426950408889634
 class Band:
     """The visible key range of a branch: see the module docstring."""
 
+    name: str  # "cmp" or "win": picks the launch settings
     off: int
     stride: int
     win: int  # 0: no lower limit
 
     @classmethod
     def compressed(cls, config) -> "Band":
-        return cls(config.cmp_block - 1, config.cmp_stride, 0)
+        return cls("cmp", config.cmp_block - 1, config.cmp_stride, 0)
 
     @classmethod
     def window(cls, config) -> "Band":
-        return cls(0, 1, config.window)
+        return cls("win", 0, 1, config.window)
 
 
 @triton.jit
@@ -173,15 +174,35 @@ def _band_dkv_kernel(
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr, SEG,
 ):
-    """DK_ACC/DV_ACC (fp32, accumulated in place) += this branch's dk/dv for one key tile."""
-    BM: tl.constexpr = BT * G
+    """DK_ACC/DV_ACC (fp32) += this branch's dk/dv for one key tile, from one segment of SEG
+    query tokens (program_id 2); segments of one tile meet through fp32 atomic adds."""
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // H
     h = pid_bh % H
     i0 = pid_n * BN
+    t_start = i0 * STRIDE + OFF + tl.program_id(2) * SEG
+    if WIN > 0:
+        t_end = tl.minimum(T, (i0 + BN - 1 + WIN) * STRIDE + OFF)
+    else:
+        t_end = T
+    t_end = tl.minimum(t_end, t_start + SEG)
+    if t_start < t_end:
+        _band_dkv_segment(Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0,
+                          t_start, t_end, HQ, H, G, DK, DV, BDK, BDV, BT, BN, OFF, STRIDE, WIN, PREC)
+
+
+@triton.jit
+def _band_dkv_segment(
+    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0, t_start, t_end,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+):
+    BM: tl.constexpr = BT * G
     kk = i0 + tl.arange(0, BN)
     kmask = kk < NK
     krow = (b * NK + kk).to(tl.int64) * H + h
@@ -191,11 +212,6 @@ def _band_dkv_kernel(
     kmask_v = kmask[:, None] & (offv[None, :] < DV)
     k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask_k, other=0.0)
     v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask_v, other=0.0)
-    t_start = i0 * STRIDE + OFF
-    if WIN > 0:
-        t_end = tl.minimum(T, (i0 + BN - 1 + WIN) * STRIDE + OFF)
-    else:
-        t_end = T
     dk = tl.zeros([BN, BDK], tl.float32)
     dv = tl.zeros([BN, BDV], tl.float32)
     r = tl.arange(0, BM)
@@ -218,24 +234,26 @@ def _band_dkv_kernel(
         dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
         dst = pt * (dpt - delta[None, :])
         dk += tl.dot(dst.to(q.dtype), q, input_precision=PREC)
-    pk = DK_ACC + krow[:, None] * DK + offk[None, :]
-    pv = DV_ACC + krow[:, None] * DV + offv[None, :]
-    tl.store(pk, tl.load(pk, mask=kmask_k, other=0.0) + dk * sm_scale, mask=kmask_k)
-    tl.store(pv, tl.load(pv, mask=kmask_v, other=0.0) + dv, mask=kmask_v)
+    tl.atomic_add(DK_ACC + krow[:, None] * DK + offk[None, :], dk * sm_scale, mask=kmask_k)
+    tl.atomic_add(DV_ACC + krow[:, None] * DV + offv[None, :], dv, mask=kmask_v)
 
 
-def _tiles(group: int, rows: int) -> int:
+# Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
+# keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment).
+# Chosen on the H100 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k).
+LAUNCH = {
+    "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
+    "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
+    "cmp_dq": {"rows": 64, "keys": 64, "warps": 8, "stages": 2},
+    "win_dq": {"rows": 64, "keys": 64, "warps": 8, "stages": 2},
+    "cmp_dkv": {"rows": 64, "keys": 64, "warps": 8, "stages": 2, "seg": 4096},
+    "win_dkv": {"rows": 64, "keys": 64, "warps": 8, "stages": 2, "seg": 1 << 30},
+}
+
+
+def _tokens(group: int, rows: int) -> int:
     """Tokens per program so that tokens * group = rows (at least one token)."""
     return max(1, rows // group)
-
-
-def _launch_opts(q: torch.Tensor, rows: int) -> dict:
-    return {"num_warps": 4 if rows <= 64 else 8, "num_stages": 2}
-
-
-# Rows per program (tokens * G) and keys per tile; tuned on the H100 (scripts/gpu_check_kernels.py).
-FWD_ROWS, FWD_KEYS = 64, 64
-BWD_ROWS, BWD_KEYS = 64, 64
 
 
 def band_attn_fwd(q, k, v, band: Band, scale: float):
@@ -243,36 +261,48 @@ def band_attn_fwd(q, k, v, band: Band, scale: float):
     bsz, seq, hq, dk = q.shape
     nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
     g = hq // h
+    cfg = LAUNCH[f"{band.name}_fwd"]
     o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
-    bt = _tiles(g, FWD_ROWS)
-    grid = (triton.cdiv(seq, bt), bsz * h)
-    _band_fwd_kernel[grid](
+    bt = _tokens(g, cfg["rows"])
+    _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
         q, k, v, o, lse, seq, nk, scale * LOG2E,
-        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, FWD_KEYS,
-        band.off, band.stride, band.win, dot_precision(q.dtype), **_launch_opts(q, bt * g),
+        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, cfg["keys"],
+        band.off, band.stride, band.win, dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
 
 
-def band_attn_bwd(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq_acc, dk_acc, dv_acc):
-    """Accumulate this branch's gradients into the fp32 buffers dq_acc, dk_acc, dv_acc.
+def _bwd_common(q, k, v, band: Band, kind: str):
+    hq, dk = q.shape[2], q.shape[3]
+    h, dv = k.shape[2], v.shape[3]
+    cfg = LAUNCH[f"{band.name}_{kind}"]
+    bt = _tokens(hq // h, cfg["rows"])
+    args = (hq, h, hq // h, dk, dv, next_pow2(dk), next_pow2(dv), bt, cfg["keys"], band.off, band.stride, band.win,
+            dot_precision(q.dtype))
+    return cfg, bt, args
 
-    The branch's output gradient is gate * do; delta is rowsum(gate * do * o_branch).
-    """
-    bsz, seq, hq, dk = q.shape
-    nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
-    g = hq // h
-    bt = _tiles(g, BWD_ROWS)
-    common = (hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, BWD_KEYS, band.off, band.stride, band.win,
-              dot_precision(q.dtype))
-    _band_dq_kernel[(triton.cdiv(seq, bt), bsz * h)](
-        q, k, v, do, gate, lse, delta, dq_acc, seq, nk, scale * LOG2E, scale, *common,
-        **_launch_opts(q, bt * g),
+
+def band_attn_bwd_dq(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq_acc):
+    """dq_acc (fp32) += this branch's dq. The branch's output gradient is gate * do; delta is
+    rowsum(gate * do * o_branch)."""
+    bsz, seq = q.shape[:2]
+    cfg, bt, args = _bwd_common(q, k, v, band, "dq")
+    _band_dq_kernel[(triton.cdiv(seq, bt), bsz * k.shape[2])](
+        q, k, v, do, gate, lse, delta, dq_acc, seq, k.shape[1], scale * LOG2E, scale, *args,
+        num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
-    if nk > 0:
-        _band_dkv_kernel[(triton.cdiv(nk, BWD_KEYS), bsz * h)](
-            q, k, v, do, gate, lse, delta, dk_acc, dv_acc, seq, nk, scale * LOG2E, scale, *common,
-            **_launch_opts(q, bt * g),
-        )
 
+
+def band_attn_bwd_dkv(q, k, v, do, gate, lse, delta, band: Band, scale: float, dk_acc, dv_acc):
+    """dk_acc, dv_acc (fp32) += this branch's dk, dv (same arguments as band_attn_bwd_dq)."""
+    bsz, seq = q.shape[:2]
+    nk = k.shape[1]
+    if nk == 0:
+        return
+    cfg, bt, args = _bwd_common(q, k, v, band, "dkv")
+    seg = max(bt, min(cfg["seg"], seq) // bt * bt)
+    _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
+        q, k, v, do, gate, lse, delta, dk_acc, dv_acc, seq, nk, scale * LOG2E, scale, *args, seg,
+        num_warps=cfg["warps"], num_stages=cfg["stages"],
+    )

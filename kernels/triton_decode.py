@@ -10,10 +10,10 @@ A decode step is four launches, none of which needs the host to know the sequenc
                    head and each selection block j the tile touches, with that m_tile.
   _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials, importance
                    of BB selection blocks (summed over the G heads of the group), forced blocks,
-                   and the BB blocks' local top-n (ranks by score, ties to the lower index).
-  _sparse_kernel   grid (B*H, n + P_WIN): program s < n merges the local top-n lists, takes the
-                   block of global rank s and attends to it; the others attend to a slice of the
-                   sliding window. Each writes a partial output.
+                   and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
+  _sparse_kernel   grid (B*H, ceil(n/SB) + P_WIN): program s < ceil(n/SB) merges the local top-n
+                   lists (tl.topk again) and attends to the blocks of global rank s*SB .. s*SB+SB-1;
+                   the others attend to a slice of the sliding window. Each writes a partial output.
   _combine_kernel  grid (B*HQ,): merges the partials of each branch and writes the gated sum.
 
 All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
@@ -105,8 +105,9 @@ def _attend_tile(q, K, V, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
     s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
     s = tl.where(ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    p = tl.exp2(s - m_new[:, None])
-    alpha = tl.exp2(m_i - m_new)
+    m_ref = tl.where(m_new > float("-inf"), m_new, 0.0)  # a tile with no key leaves the state as is
+    p = tl.exp2(s - m_ref[:, None])
+    alpha = tl.exp2(m_i - m_ref)
     v = tl.load(V + pos[:, None] * s_v_t + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
     l_i = l_i * alpha + tl.sum(p, axis=1)
@@ -174,12 +175,12 @@ def _cmp_kernel(
 
 @triton.jit
 def _select_kernel(
-    LEN, WM, WL, WIMP, WIMPM, CV, CI,
+    LEN, WM, WL, WIMP, WIMPM, CAND,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
-    BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr,
+    BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
@@ -220,25 +221,30 @@ def _select_kernel(
     started = j <= cur
     forced = started & ((j == 0) | (j == cur) | (j == cur - 1))
     key = tl.where(forced, float("inf"), tl.where(started, score, float("-inf")))
-    # Rank of each block among the BB: higher key first, ties to the lower index.
-    beats = (key[:, None] > key[None, :]) | ((key[:, None] == key[None, :]) & (j[:, None] < j[None, :]))
-    rank = tl.sum(beats.to(tl.int32), axis=0)
-    keep = rank < N_SEL
-    out = (bh * P_SEL + s) * N_SEL + rank
-    tl.store(CV + out, key, mask=keep)
-    tl.store(CI + out, j, mask=keep)
+    top = tl.topk(_rank_key(key, j), KP)
+    k = tl.arange(0, KP)
+    tl.store(CAND + (bh * P_SEL + s) * N_SEL + k, top, mask=k < N_SEL)
+
+
+@triton.jit
+def _rank_key(key, j):
+    """int64 keys ordering blocks by score (descending), ties to the lower index j: the score's
+    float bits (scores are >= 0 or +inf; -inf, a block not started, maps below them) over
+    2**31 - 1 - j. Negative when the block is not started."""
+    bits = tl.where(key > float("-inf"), (key + 0.0).to(tl.int32, bitcast=True), -1)
+    return bits.to(tl.int64) * 4294967296 + (2147483647 - j).to(tl.int64)
 
 
 @triton.jit
 def _sparse_kernel(
-    Q, KS, VS, KW, VW, LEN, CV, CI, WO, WM, WL,
+    Q, KS, VS, KW, VW, LEN, CAND, WO, WM, WL,
     s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t,
     s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     SLC_BLOCK: tl.constexpr, WINDOW: tl.constexpr,
-    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, N_SEL: tl.constexpr,
-    N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, WCH: tl.constexpr, BW: tl.constexpr,
+    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
+    KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, WCH: tl.constexpr, BW: tl.constexpr,
     PREC: tl.constexpr,
 ):
     bh = tl.program_id(0)
@@ -250,29 +256,27 @@ def _sparse_kernel(
     m_i = tl.full([GP], float("-inf"), tl.float32)
     l_i = tl.zeros([GP], tl.float32)
     acc = tl.zeros([GP, BDV], tl.float32)
-    if s < N_SEL:
-        # The block of global rank s among all local top-n lists (same order as _select_kernel).
+    if s < SLC_PROGS:
+        # This program's ranks s*SB .. s*SB+SB-1 of the merged local top-n lists.
         c = tl.arange(0, BCAND)
-        c_ok = c < N_CAND
-        cv = tl.load(CV + bh * N_CAND + c, mask=c_ok, other=float("-inf"))
-        ci = tl.where(c_ok, tl.load(CI + bh * N_CAND + c, mask=c_ok, other=0), 1 << 30)
-        beats = (cv[:, None] > cv[None, :]) | ((cv[:, None] == cv[None, :]) & (ci[:, None] < ci[None, :]))
-        mine = tl.sum(beats.to(tl.int32), axis=0) == s
-        blk_key = tl.max(tl.where(mine, cv, float("-inf")), axis=0)
-        blk = tl.max(tl.where(mine, ci, -1), axis=0)
-        if blk_key > float("-inf"):
-            ks = KS + b * s_k_b + h * s_k_h
-            vs = VS + b * s_v_b + h * s_v_h
-            for off in range(0, SLC_BLOCK, BS):
-                r = off + tl.arange(0, BS)
-                pos = blk * SLC_BLOCK + r
-                ok = (r < SLC_BLOCK) & (pos < length)
-                m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
-                                                DK, DV, BDK, BDV, PREC)
+        top = tl.topk(tl.load(CAND + bh * N_CAND + c, mask=c < N_CAND, other=-(1 << 62)), KP)
+        k = tl.arange(0, KP)
+        ks = KS + b * s_k_b + h * s_k_h
+        vs = VS + b * s_v_b + h * s_v_h
+        for u in tl.static_range(SB):
+            ck = tl.max(tl.where((k == s * SB + u) & (k < N_SEL), top, -(1 << 62)), axis=0)
+            if ck >= 0:  # a started block
+                blk = 2147483647 - (ck & 4294967295).to(tl.int32)
+                for off in range(0, SLC_BLOCK, BS):
+                    r = off + tl.arange(0, BS)
+                    pos = blk * SLC_BLOCK + r
+                    ok = (r < SLC_BLOCK) & (pos < length)
+                    m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
+                                                    DK, DV, BDK, BDV, PREC)
     else:
         kw = KW + b * s_kw_b + h * s_kw_h
         vw = VW + b * s_vw_b + h * s_vw_h
-        start = tl.maximum(length - WINDOW, 0) + (s - N_SEL) * WCH
+        start = tl.maximum(length - WINDOW, 0) + (s - SLC_PROGS) * WCH
         for off in range(0, WCH, BW):
             pos = start + off + tl.arange(0, BW)
             ok = pos < length
@@ -296,7 +300,7 @@ def _combine_kernel(
     WO, WM, WL, GC, GS, GW, O,
     s_g_b, s_g_h, s_o_b, s_o_h,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
-    N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, N_SEL: tl.constexpr,
+    N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // HQ
@@ -311,8 +315,8 @@ def _combine_kernel(
     l = tl.load(WL + at, mask=ok, other=0.0)
     o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
     o_cmp = _merge(m, l, o, sl < P_CMP)
-    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + N_SEL))
-    o_win = _merge(m, l, o, (sl >= P_CMP + N_SEL) & ok)
+    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))
+    o_win = _merge(m, l, o, (sl >= P_CMP + SLC_PROGS) & ok)
     gate = b * s_g_b + hq * s_g_h
     out = (tl.load(GC + gate).to(tl.float32) * o_cmp + tl.load(GS + gate).to(tl.float32) * o_slc
            + tl.load(GW + gate).to(tl.float32) * o_win)

@@ -1,13 +1,13 @@
 """Block importance and top-n selection in one Triton pass (NSA_SPEC.md section 2).
 
 Given the compressed branch's base-2 log-sum-exp, a program recomputes q . k_cmp for BT
-tokens and all G query heads of one KV head, forms the normalised probabilities p_cmp,
-sums them over the G heads, maps them onto selection blocks with the overlap weights and
-keeps a running top-n per token. Nothing of size [T, N_cmp] or [T, N_slc] is written: the
+tokens and all G query heads of one KV head (BT * G rows of one matrix product per chunk),
+forms the normalised probabilities p_cmp, sums them over the G heads, maps them onto
+selection blocks with the overlap weights (in fp32) and keeps a running top-n per token. Nothing of size [T, N_cmp] or [T, N_slc] is written: the
 only output is the selected block indices [B, T, H, n] (ascending, -1 padded).
 
-Chunks: BNS (16, or n rounded up to a power of two) selection blocks and the BNS * l'/d compressed blocks that start inside them.
-A compressed block (l <= l') ends at most one selection block later, so the part that spills
+Chunks: BNS (16, or n rounded up to a power of two) selection blocks and the BNS * l'/d
+compressed blocks that start inside them. A compressed block (l <= l') ends at most one selection block later, so the part that spills
 past the chunk is carried into the next chunk's first column.
 
 Top-n: each (score, block) pair is packed into one int64 key, score bits high and
@@ -32,15 +32,14 @@ CHUNK_BLOCKS = 16  # least selection blocks per chunk (BNS), also the width of t
 @triton.jit
 def _select_kernel(
     Q, KC, LSE, IDX, T, NC, qk_scale,
-    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr,
-    BT: tl.constexpr, GS: tl.constexpr,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BT: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
+    N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr, MAP_DOT: tl.constexpr,
 ):
-    R: tl.constexpr = BNS
     C: tl.constexpr = SLC_BLOCK // CMP_STRIDE
     BC: tl.constexpr = BNS * C
-    RG: tl.constexpr = GS * BT
+    BM: tl.constexpr = BT * G
+    R: tl.constexpr = BNS
     LOW: tl.constexpr = 2147483647
     pid_t = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -52,13 +51,15 @@ def _select_kernel(
     t_last = tl.minimum(t0 + BT, T) - 1
     n_chunks = (t_last // SLC_BLOCK) // BNS + 1
 
-    # dot rows: GS heads x BT tokens, head-major, so a reshape to [GS, BT, BC] sums the heads
-    r = tl.arange(0, RG)
-    rt = t0 + r % BT
-    rg = r // BT
+    # rows: BT tokens x G heads (row = token * G + head), so a reshape to [BT, G, BC] sums the heads
+    r = tl.arange(0, BM)
+    rt = t0 + r // G
     rmask = rt < T
-    hi_r = tl.where(rt >= CMP_BLOCK - 1, (rt - CMP_BLOCK + 1) // CMP_STRIDE, -1)
+    row = (b * T + rt).to(tl.int64) * HQ + h * G + r % G
     offk = tl.arange(0, BDK)
+    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
+    lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
+    hi_r = tl.where(rt >= CMP_BLOCK - 1, (rt - CMP_BLOCK + 1) // CMP_STRIDE, -1)
     ic = tl.arange(0, BC)
     jc = tl.arange(0, BNS)
 
@@ -68,21 +69,19 @@ def _select_kernel(
         ci = c * BC + ic
         kc = tl.load(KC + ((b * NC + ci).to(tl.int64) * H + h)[:, None] * DK + offk[None, :],
                      mask=(ci < NC)[:, None] & (offk[None, :] < DK), other=0.0)
-        pg = tl.zeros([BT, BC], tl.float32)
-        for gs in range(G // GS):
-            row = (b * T + rt).to(tl.int64) * HQ + h * G + gs * GS + rg
-            q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
-            lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
-            s = tl.dot(q, tl.trans(kc), input_precision=PREC) * qk_scale
-            p = tl.where(ci[None, :] <= hi_r[:, None], tl.exp2(s - lse[:, None]), 0.0)
-            pg += tl.sum(tl.reshape(p, [GS, BT, BC]), 0)
+        s = tl.dot(q, tl.trans(kc), input_precision=PREC) * qk_scale
+        p = tl.where(ci[None, :] <= hi_r[:, None], tl.exp2(s - lse[:, None]), 0.0)
+        pg = tl.sum(tl.reshape(p, [BT, G, BC]), 1)
 
         # overlap(i, j) / d for the chunk's compressed blocks i and selection blocks j
         jj = c * BNS + jc
         ov_lo = tl.maximum(ci[:, None] * CMP_STRIDE, jj[None, :] * SLC_BLOCK)
         ov_hi = tl.minimum(ci[:, None] * CMP_STRIDE + CMP_BLOCK, (jj[None, :] + 1) * SLC_BLOCK)
         w = tl.maximum(ov_hi - ov_lo, 0).to(tl.float32) / CMP_STRIDE
-        sc = tl.dot(pg, w, input_precision="ieee")
+        if MAP_DOT:
+            sc = tl.dot(pg, w, input_precision="ieee")
+        else:
+            sc = tl.sum(pg[:, :, None] * w[None, :, :], 1)
         sc += tl.where(jc[None, :] == 0, carry[:, None], 0.0)
         jn = c * BNS + BNS
         w_next = tl.maximum(
@@ -107,6 +106,11 @@ def _select_kernel(
     tl.store(out, chosen, mask=(tok < T)[:, None] & (col[None, :] < N))
 
 
+# Launch settings: query rows per program (tokens * G), warps, pipeline stages; chosen on the
+# H100 by scripts/gpu_check_kernels.py --tune.
+LAUNCH = {"select": {"rows": 64, "warps": 4, "stages": 2}}
+
+
 def select_blocks(q, k_cmp, lse_cmp, config, scale: float) -> torch.Tensor:
     """Selected block indices [B,T,H,n] int32 (ascending, -1 padded) from q, k_cmp and the
     compressed branch's base-2 lse [B,T,HQ]."""
@@ -114,16 +118,16 @@ def select_blocks(q, k_cmp, lse_cmp, config, scale: float) -> torch.Tensor:
     nc, h = k_cmp.shape[1], k_cmp.shape[2]
     g = hq // h
     n = config.slc_count
+    cfg = LAUNCH["select"]
     idx = new_output((bsz, seq, h, n), torch.int32, q.device)
-    bt = max(16, 64 // g)
-    gs = min(g, max(1, 64 // bt))
+    bt = max(1, cfg["rows"] // g)
     width = max(CHUNK_BLOCKS, next_pow2(n))
     if nc == 0:  # nothing to load: a one-row stand-in keeps the pointer valid
         k_cmp = q.new_zeros(bsz, 1, h, dk)
     _select_kernel[(triton.cdiv(seq, bt), bsz * h)](
         q, k_cmp, lse_cmp, idx, seq, nc, scale * LOG2E,
-        hq, h, g, dk, next_pow2(dk), bt, gs,
-        config.cmp_block, config.cmp_stride, config.slc_block, n, width, dot_precision(q.dtype),
-        num_warps=4, num_stages=2,
+        hq, h, g, dk, next_pow2(dk), bt,
+        config.cmp_block, config.cmp_stride, config.slc_block, n, width, dot_precision(q.dtype), bt >= 16,
+        num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return idx

@@ -7,7 +7,7 @@ blocks (the selection is ascending and -1 padded), keys masked to positions <= t
 
 dK/dV use an inverse index instead of atomics per (token, block): the (token, block) pairs
 are sorted by block with torch (a CSR list of the tokens that chose each block), and one
-program per chunk of at most CHUNK_TOKENS tokens of one block accumulates that block's
+program per chunk of at most LAUNCH["slc_dkv"]["chunk"] tokens of one block accumulates that block's
 gradient over its tokens, packed BT tokens x G heads per tile. A block chosen by more tokens
 than one chunk holds (block 0 and the local blocks are chosen by many) gets a few programs,
 whose results meet through one fp32 atomic add per element and chunk.
@@ -22,7 +22,13 @@ import triton.language as tl
 from .triton_band import LOG2E
 from .triton_common import dot_precision, new_output, next_pow2
 
-CHUNK_TOKENS = 256  # tokens of one block handled by one dK/dV program
+# Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
+# tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune.
+LAUNCH = {
+    "slc_fwd": {"warps": 4, "stages": 2},
+    "slc_dq": {"warps": 4, "stages": 2},
+    "slc_dkv": {"rows": 64, "warps": 8, "stages": 2, "chunk": 256},
+}
 
 
 @triton.jit
@@ -177,24 +183,26 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
     g = hq // h
     o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
+    cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
         q, k, v, indices, o, lse, seq, scale * LOG2E,
         hq, h, g, max(16, g), dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, config.slc_count,
-        dot_precision(q.dtype), num_warps=4, num_stages=2,
+        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
 
 
-def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int = CHUNK_TOKENS):
+def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = None):
     """Inverse of the selection: for each (batch, KV head, block) the tokens that chose it.
 
-    Returns (work_key, work_chunk, seg_start, seg_count, tokens): tokens sorted by key
+    Returns (work_key, work_chunk, seg_start, seg_count, tokens, chunk): tokens sorted by key
     (b * H + h) * n_blocks + block; each key's tokens split into chunks of `chunk`; one work
     item per chunk (work_key == number of keys marks an unused item). Built with sort and
     cumsum on the device, without a host synchronisation, so the grid is an upper bound.
     """
     bsz, seq, h, n = indices.shape
     dev = indices.device
+    chunk = chunk or LAUNCH["slc_dkv"]["chunk"]
     n_keys = bsz * h * n_blocks
     base = (torch.arange(bsz, device=dev).view(bsz, 1, 1, 1) * h + torch.arange(h, device=dev).view(1, 1, h, 1)) * n_blocks
     idx = indices.long()
@@ -211,33 +219,34 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int = CHUNK_T
     first_chunk = (chunk_end - n_chunks)[work_key.clamp_max(n_keys - 1)]
     work_chunk = pid - first_chunk
     return (work_key.to(torch.int32), work_chunk.to(torch.int32), seg_start.to(torch.int32),
-            counts.to(torch.int32), tokens)
+            counts.to(torch.int32), tokens, chunk)
 
 
-def slc_attn_bwd(q, k, v, indices, do, gate, lse, delta, config, scale: float, dq_acc, dk_acc, dv_acc,
-                 block_index=None):
-    """Accumulate the selection branch's gradients into the fp32 buffers dq_acc, dk_acc, dv_acc.
-
-    block_index: block_token_index(indices, ...) if already built.
-    """
+def slc_attn_bwd_dq(q, k, v, indices, do, gate, lse, delta, config, scale: float, dq_acc):
+    """dq_acc (fp32) += the selection branch's dq (output gradient gate * do, delta its rowsum
+    with o_slc)."""
     bsz, seq, hq, dk = q.shape
     h, dv = k.shape[2], v.shape[3]
     g = hq // h
-    prec = dot_precision(q.dtype)
-    bdk, bdv = next_pow2(dk), next_pow2(dv)
+    cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
         q, k, v, indices, do, gate, lse, delta, dq_acc, seq, scale * LOG2E, scale,
-        hq, h, g, max(16, g), dk, dv, bdk, bdv, config.slc_block, config.slc_count, prec,
-        num_warps=4, num_stages=2,
+        hq, h, g, max(16, g), dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, config.slc_count,
+        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
+
+
+def slc_attn_bwd_dkv(q, k, v, do, gate, lse, delta, config, scale: float, dk_acc, dv_acc, block_index):
+    """dk_acc, dv_acc (fp32) += the selection branch's dk, dv; block_index from block_token_index."""
+    bsz, seq, hq, dk = q.shape
+    h, dv = k.shape[2], v.shape[3]
+    g = hq // h
+    cfg = LAUNCH["slc_dkv"]
+    work_key, work_chunk, seg_start, seg_count, tokens, chunk = block_index
     n_blocks = config.num_slc_blocks(seq)
-    if block_index is None:
-        block_index = block_token_index(indices, n_blocks)
-    work_key, work_chunk, seg_start, seg_count, tokens = block_index
-    bt = max(1, 64 // g)
     _slc_dkv_kernel[(work_key.numel(),)](
         q, k, v, do, gate, lse, delta, dk_acc, dv_acc,
         work_key, work_chunk, seg_start, seg_count, tokens, seq, n_blocks, bsz * h * n_blocks, scale * LOG2E, scale,
-        hq, h, g, dk, dv, bdk, bdv, config.slc_block, bt, CHUNK_TOKENS, prec,
-        num_warps=4, num_stages=2,
+        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, max(1, cfg["rows"] // g), chunk,
+        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )

@@ -6,6 +6,8 @@
    zero elsewhere so that every input gradient depends on the sampled rows only. The selection
    itself is compared with the reference's on the sampled rows. Kernel outputs are poisoned
    with NaN first; errors are ||a - b|| / ||b|| in float64.
+0. Optionally (--tune T) pick each kernel's launch settings (tile rows, warps, stages) at
+   length T first; the checks and timings below then run with those settings.
 2. Timing (B=1, HQ=64, H=4, dk=dv=128, bf16, 32/16/64/16/512, T = 8k..64k): FA2 (torch SDPA
    flash backend, or flash_attn) and cuDNN against NSA: each forward and backward stage
    alone, and the whole NSA (mean-pool compression + nsa_attention) forward and backward.
@@ -161,14 +163,85 @@ def timed(fn):
 
 
 def stage_flops(stage, p: Problem, config: NSAConfig):
-    """Matmul FLOPs of one stage (forward; select = q.k_cmp recomputation; bwd = 2.5x fwd)."""
+    """Matmul FLOPs a stage executes: forward QK+PV; select recomputes QK of the compressed
+    branch; dq kernels QK, dP, dQ; dkv kernels QK, dP, dV, dK. Totals use the FlashAttention
+    convention instead (backward = 2.5x the forward's attention matmuls), see run_timing."""
     c = nsa_key_counts(p.seq_len, config)
+    pairs = {"cmp": c.cmp, "slc": c.slc, "win": c.win}
     mm = lambda pairs, d: 2.0 * d * pairs * p.q_heads * p.batch  # noqa: E731
-    return {
-        "cmp_attn": mm(c.cmp, p.dk + p.dv), "select": mm(c.cmp, p.dk), "slc_attn": mm(c.slc, p.dk + p.dv),
-        "win_attn": mm(c.win, p.dk + p.dv), "cmp_bwd": 2.5 * mm(c.cmp, p.dk + p.dv),
-        "slc_bwd": 2.5 * mm(c.slc, p.dk + p.dv), "win_bwd": 2.5 * mm(c.win, p.dk + p.dv),
-    }.get(stage, 0.0)
+    branch, _, part = stage.partition("_")
+    if stage == "select":
+        return mm(c.cmp, p.dk)
+    if branch not in pairs:
+        return 0.0
+    width = {"attn": p.dk + p.dv, "dq": 2 * p.dk + p.dv, "dkv": 2 * p.dk + 2 * p.dv}.get(part)
+    return mm(pairs[branch], width) if width else 0.0
+
+
+def attention_flops(p: Problem, config: NSAConfig, mode: str):
+    """NSA's attention-matmul FLOPs (three branches), backward = 2.5x forward (FA convention)."""
+    fwd = sum(stage_flops(s, p, config) for s in ("cmp_attn", "slc_attn", "win_attn"))
+    return fwd if mode == "fwd" else 2.5 * fwd
+
+
+TUNE_FWD = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
+            dict(rows=128, keys=64, warps=8, stages=2), dict(rows=128, keys=64, warps=8, stages=3),
+            dict(rows=64, keys=128, warps=8, stages=2)]
+TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=8, stages=2),
+           dict(rows=64, keys=64, warps=8, stages=3), dict(rows=128, keys=64, warps=8, stages=2)]
+TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=8, stages=2),
+            dict(rows=64, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),
+            dict(rows=128, keys=64, warps=8, stages=2)]
+TUNE_SLC = [dict(warps=4, stages=2), dict(warps=4, stages=3), dict(warps=2, stages=2), dict(warps=2, stages=3),
+            dict(warps=8, stages=3)]
+TUNE = {  # stage -> (settings dict, key, candidates)
+    "cmp_attn": (triton_band.LAUNCH, "cmp_fwd", TUNE_FWD),
+    "select": (triton_select.LAUNCH, "select", [dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3),
+                                                 dict(rows=64, warps=8, stages=2), dict(rows=128, warps=8, stages=2)]),
+    "slc_attn": (triton_sparse.LAUNCH, "slc_fwd", TUNE_SLC),
+    "win_attn": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
+    "cmp_dq": (triton_band.LAUNCH, "cmp_dq", TUNE_DQ),
+    "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV[:3] for s in (2048, 8192)]),
+    "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),
+    "slc_dkv": (triton_sparse.LAUNCH, "slc_dkv", [dict(c, chunk=ch) for c in (
+        dict(rows=64, warps=4, stages=2), dict(rows=64, warps=8, stages=2), dict(rows=64, warps=8, stages=3),
+        dict(rows=128, warps=8, stages=2)) for ch in (256, 1024)]),
+    "win_dq": (triton_band.LAUNCH, "win_dq", TUNE_DQ),
+    "win_dkv": (triton_band.LAUNCH, "win_dkv", [dict(c, seg=1 << 30) for c in TUNE_DKV]),
+}
+
+
+def run_tuning(writer, seq, hq, h, d):
+    """Try each stage's launch candidates on the timing shape; keep the fastest in its LAUNCH."""
+    config = NSAConfig.parse(PAPER)
+    dtype = torch.bfloat16 if DEV == "cuda" else torch.float16
+    x = make_inputs(1, seq, hq, h, d, d, config, dtype)
+    dout = torch.randn(1, seq, hq, d, device=DEV, dtype=dtype)
+    fwd = dict(call(nsa_forward_stages, x, config))
+    bwd = dict(call(nsa_backward_stages, x, config, dout=dout))
+    for stage, (launch, key, candidates) in TUNE.items():
+        fn = fwd.get(stage) or bwd[stage]
+        best = None
+        for cand in candidates:
+            launch[key] = cand
+            try:
+                if stage == "slc_dkv":
+                    bwd["slc_index"]()  # the token chunks are part of the index
+                fn()
+                sync()
+                ms = time_calls(fn, warmup=1, repeats=5, device=DEV).ms
+            except Exception as e:  # noqa: BLE001 - e.g. out of shared memory: skip the candidate
+                print(f"tune {stage:9s} {cand} failed: {type(e).__name__}", flush=True)
+                continue
+            writer.write({"kind": "tune", "stage": stage, "seq_len": seq, "launch": str(cand), "ms": ms})
+            print(f"tune {stage:9s} {str(cand):60s} {ms:8.3f} ms", flush=True)
+            if best is None or ms < best[0]:
+                best = (ms, cand)
+        launch[key] = best[1]
+        if stage == "slc_dkv":
+            bwd["slc_index"]()
+        print(f"tune {stage:9s} BEST {best[1]} {best[0]:.3f} ms", flush=True)
+    del x, dout, fwd, bwd
 
 
 def run_timing(writer, seq, summary, hq=64, h=4, d=128):
@@ -220,14 +293,13 @@ def run_timing(writer, seq, summary, hq=64, h=4, d=128):
         kc, vc = mean_pool_compress(raw["k"], config), mean_pool_compress(raw["v"], config)
         return nsa_attention(raw["q"], raw["k"], raw["v"], kc, vc, raw["g_cmp"], raw["g_slc"], raw["g_win"], config)
 
-    fwd_flops = sum(stage_flops(s, p, config) for s in ("cmp_attn", "select", "slc_attn", "win_attn"))
     with torch.no_grad():
-        row("nsa", "total", "fwd", timed(whole), fwd_flops)
+        row("nsa", "total", "fwd", timed(whole), attention_flops(p, config, "fwd"))
     leaves = {n: t.detach().requires_grad_() for n, t in raw.items()}
     raw = leaves
     out = whole()
-    bwd_flops = sum(stage_flops(s, p, config) for s in ("cmp_bwd", "slc_bwd", "win_bwd"))
-    row("nsa", "total", "bwd", timed(backward_call(out, list(leaves.values()), dout)), bwd_flops)
+    row("nsa", "total", "bwd", timed(backward_call(out, list(leaves.values()), dout)),
+        attention_flops(p, config, "bwd"))
     del out
     torch.cuda.empty_cache()
     for mode in ("fwd", "bwd"):
@@ -271,6 +343,8 @@ def main() -> int:
     ap.add_argument("--checks", default="all", help="comma-separated check names (see CHECKS), 'all' or 'none'")
     ap.add_argument("--lengths", default="8192,16384,32768,65536")
     ap.add_argument("--heads", default="64/4/128", help="timing shape HQ/H/d")
+    ap.add_argument("--tune", type=int, default=0, metavar="T",
+                    help="first pick each kernel's launch settings at sequence length T (0: keep the defaults)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny run under TRITON_INTERPRET=1 (no GPU)")
     args = ap.parse_args()
     if DEV != "cuda" and not args.cpu_smoke:
@@ -279,6 +353,11 @@ def main() -> int:
     hq, h, d = (int(v) for v in args.heads.split("/"))
     writer = ResultWriter(args.out, extra={"fa2_baseline": fa2_baseline()})
     print(f"device {torch.cuda.get_device_name() if DEV == 'cuda' else 'cpu'}  FA2 = {fa2_baseline()}", flush=True)
+    if args.tune:
+        run_tuning(writer, args.tune, hq, h, d)
+        settings = {**triton_band.LAUNCH, **triton_select.LAUNCH, **triton_sparse.LAUNCH}
+        print(f"launch settings: {settings}", flush=True)
+        writer.write({"kind": "launch", "launch": str(settings)})
     all_ok = True
     names = {c[0] for c in CHECKS} if args.checks == "all" else set(args.checks.split(",")) - {"none"}
     unknown = names - {c[0] for c in CHECKS}

@@ -149,7 +149,8 @@ def test_stage_api_reproduces_the_forward():
     assert torch.equal(results["select"], indices)
     assert torch.equal(results["combine"], out), f"seed {seed}"
     bwd = call(nsa_backward_stages, x, config, dout=torch.randn_like(out))
-    assert [name for name, _ in bwd] == ["gate_grads", "cmp_bwd", "slc_index", "slc_bwd", "win_bwd"]
+    assert [name for name, _ in bwd] == [
+        "gate_grads", "cmp_dq", "cmp_dkv", "slc_index", "slc_dq", "slc_dkv", "win_dq", "win_dkv"]
     for _, f in bwd:
         f()
 
