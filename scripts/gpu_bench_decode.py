@@ -221,8 +221,20 @@ def fa2_step(cache: NSACache, q, seq_len: int):
     return step, "torch SDPA flash backend (FA2 code); G query heads of a KV group as G query rows"
 
 
-VARIANTS = [dict(tiles=2), dict(tiles=8), dict(window_chunk=128), dict(warps=8), dict(stages=3),
-            dict(tiles=8, warps=8, stages=3)]
+VARIANTS = [dict(tiles=2), dict(tiles=8), dict(blocks_per_program=1), dict(blocks_per_program=4),
+            dict(window_chunk=64), dict(window_chunk=256), dict(block_chunk=64), dict(block_chunk=256),
+            dict(stages=3)]
+
+
+def kernel_resources():
+    """Registers, spills and shared memory of each compiled decode kernel."""
+    from nsa_bench.kernels import triton_decode as td
+
+    for name in ("_cmp_kernel", "_select_kernel", "_sparse_kernel", "_combine_kernel", "_append_kernel"):
+        for dev_cache in getattr(td, name).device_caches.values():
+            for kernel in dev_cache[0].values():
+                log(f"    {name:16s} regs {kernel.n_regs:4d} spills {kernel.n_spills:4d} "
+                    f"shared {kernel.metadata.shared:6d} warps {kernel.metadata.num_warps}")
 
 
 def kernel_breakdown(problems, steps: int = 20):
@@ -297,6 +309,7 @@ def bench(args, config, writer, copy_gbps):
                     f"({fa2_bytes / fa2_ms[0] / 1e6:6.0f} GB/s) speedup {speedup:5.2f}x of {ceiling:5.2f}x")
         if seq_len == max(args.lengths):
             kernel_breakdown(problems)
+            kernel_resources()
         summary.append((seq_len, results, nsa_bytes, fa2_bytes, ceiling))
         del problems, fa2
         torch.cuda.empty_cache()

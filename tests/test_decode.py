@@ -106,7 +106,7 @@ def test_prefill_then_appends_match_reference():
     config = NSAConfig.parse("8/4/16/4/32")
     p = Problem(3, 90, 4, 2, 16, 32, config, torch.float32)
     p.prefill([37, 63, 80])
-    small = decode_plan(p.cache, 4, tiles=1, block_chunk=4, window_chunk=16, cmp_tile=16)
+    small = decode_plan(p.cache, 4, tiles=1, block_chunk=4, window_chunk=16, cmp_tile=16, blocks_per_program=1)
     assert small.p_cmp > 1 and small.p_sel > 1 and small.p_win > 1
     p.check()
     for _ in range(3):
@@ -126,6 +126,9 @@ def test_separate_branches_learned_compression_fp16_short_lengths():
     p.prefill([3, 7, 11, 14, 16])
     p.append()  # lengths 4, 8, 12, 15, 17: the first compressed token of sequence 1 comes from append
     p.check()
+    # window programs with no token (16-token slices of a 32 window), and a sparse program whose
+    # second and third ranks are past n
+    p.check(plan=decode_plan(p.cache, 2, window_chunk=16, blocks_per_program=3))
 
 
 def test_paper_block_sizes_real_top_n():
@@ -136,7 +139,7 @@ def test_paper_block_sizes_real_top_n():
     p.prefill([700, 745])
     p.check()
     p.append()
-    p.check(plan=decode_plan(p.cache, 8, tiles=1, block_chunk=4, window_chunk=32, cmp_tile=16))
+    p.check(plan=decode_plan(p.cache, 8, tiles=1, block_chunk=4, window_chunk=32, cmp_tile=16, blocks_per_program=3))
 
 
 def test_every_scratch_slot_is_rewritten():
