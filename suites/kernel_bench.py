@@ -757,7 +757,11 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
         task = progress.add_task("kernels", total=planned_rows(spec))
 
         def on_row(row: dict) -> None:
-            progress.update(task, advance=1, description=f"{row['mode']} T={row['seq_len']} {row['impl']}: {row['status'][:30]}")
+            line = f"{row['mode']} T={row['seq_len']} {row['impl']}: {row['status'][:30]}"
+            progress.update(task, advance=1, description=line)
+            if not console.is_terminal:  # a log file gets one line per row instead of a live bar
+                ms = "" if math.isnan(row["ms"]) else f" {row['ms']:.4g} ms"
+                console.print(line + ms, highlight=False)
 
         rows = run_sweep(spec, writer, on_row)
         progress.update(task, total=len(rows), completed=len(rows), description="kernels: done")
