@@ -348,3 +348,25 @@ def test_full_attention_decode_baseline_reads_each_kv_head_once_and_is_right():
         p = torch.softmax(torch.einsum("bd,btd->bt", q[:, head], k[:, :, kv]) / 4.0, dim=-1)
         want = torch.einsum("bt,btd->bd", p, v[:, :, kv])
         torch.testing.assert_close(out[:, kv, head % 2], want, rtol=2e-3, atol=2e-3)
+
+
+def test_check_backward_catches_gradients_beyond_the_prefix():
+    args = _problem(120, SMALL)
+
+    class LeaksIntoK(torch.autograd.Function):
+        """Identity on q whose backward also writes into k's gradient beyond the prefix."""
+
+        @staticmethod
+        def forward(ctx, out, k):
+            return out.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            dk = torch.zeros(args["k"].shape, dtype=grad.dtype)
+            dk[:, -1] = 1.0
+            return grad, dk
+
+    def leaky(**kw):
+        return LeaksIntoK.apply(nsa_attention_ref(**kw), kw["k"])
+
+    assert check_backward(leaky, args, SMALL, 60).max_rel_err > 0.01
