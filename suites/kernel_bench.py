@@ -1,8 +1,9 @@
 """`nsa-bench kernels`: NSA against FlashAttention-2 and cuDNN attention, forward, backward, decode.
 
 The sweep runs implementations x modes x sequence lengths. For every (mode, length) the baselines
-run first (fa2, cudnn), then nsa (after a correctness check against the reference), then the
-forward's NSA stages one by one, then the reference where the length allows. Each measurement is
+run first (fa2, cudnn), then nsa (after a correctness check against the reference), then NSA's
+stages one by one (forward and backward), then the reference where the length allows; decode adds
+each implementation's step replayed as a CUDA graph (`<impl>:cuda_graph`). Each measurement is
 one CSV row, written as soon as it is done; a measurement that runs out of memory or is not
 supported becomes a row with that status and the sweep goes on. FLOPs and bytes come from
 nsa_bench.flops, times from nsa_bench.timing; both modules' docstrings state the conventions.
