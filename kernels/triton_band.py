@@ -242,14 +242,13 @@ def _band_dkv_segment(
 # keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment).
 # Chosen on the H100 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k).
 LAUNCH = {
-    "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
-    "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
-    "cmp_dq": {"rows": 64, "keys": 64, "warps": 8, "stages": 2},
-    "win_dq": {"rows": 64, "keys": 64, "warps": 8, "stages": 2},
-    "cmp_dkv": {"rows": 64, "keys": 64, "warps": 8, "stages": 2, "seg": 4096},
-    "win_dkv": {"rows": 64, "keys": 64, "warps": 8, "stages": 2, "seg": 1 << 30},
+    "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
+    "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
+    "cmp_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
+    "win_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
+    "cmp_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 2048},
+    "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
 }
-
 
 def _tokens(group: int, rows: int) -> int:
     """Tokens per program so that tokens * group = rows (at least one token)."""

@@ -25,9 +25,9 @@ from .triton_common import dot_precision, new_output, next_pow2
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
 # tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune.
 LAUNCH = {
-    "slc_fwd": {"warps": 4, "stages": 2},
-    "slc_dq": {"warps": 4, "stages": 2},
-    "slc_dkv": {"rows": 64, "warps": 8, "stages": 2, "chunk": 256},
+    "slc_fwd": {"warps": 2, "stages": 2},
+    "slc_dq": {"warps": 2, "stages": 2},
+    "slc_dkv": {"rows": 64, "warps": 4, "stages": 2, "chunk": 1024},
 }
 
 
