@@ -113,6 +113,7 @@ def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
         f32 = torch.float32
         ws = {
             "o": new_output((bh, plan.n_slots, g, cache.dv), f32, dev),
+            "o_cmp": new_output((bh, g, cache.dv), f32, dev),
             "m": new_output((bh, plan.n_slots, g), f32, dev),
             "l": new_output((bh, plan.n_slots, g), f32, dev),
             "imp": new_output((bh, plan.n_tiles_cap, g, plan.nbt), f32, dev),
@@ -190,8 +191,8 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         num_warps=plan.warps, num_stages=plan.stages,
     )
     td._select_kernel[(bh, plan.p_sel)](
-        cache.lengths, ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"],
-        **dims, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
+        cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"], ws["o_cmp"],
+        **dims, DV=dv, BDV=bdv, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
         BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel), num_warps=4,
@@ -209,10 +210,11 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         num_warps=plan.warps, num_stages=plan.stages,
     )
     td._combine_kernel[(batch * q_heads,)](
-        ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
+        ws["o_cmp"], ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
         g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
         HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
-        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.n_slots), P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs,
+        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.slc_progs + plan.p_win), P_CMP=plan.p_cmp,
+        SLC_PROGS=plan.slc_progs,
         num_warps=4,
     )
     if return_blocks:

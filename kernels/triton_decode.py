@@ -8,13 +8,15 @@ A decode step is four launches, none of which needs the host to know the sequenc
                    running max and sum, and, per tile of BN compressed tokens, the partial
                    block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each query
                    head and each selection block j the tile touches, with that m_tile.
-  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials, importance
+  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials (and the
+                   merged compressed-branch output of G/P_SEL query heads), importance
                    of BB selection blocks (summed over the G heads of the group), forced blocks,
                    and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
   _sparse_kernel   grid (B*H, ceil(n/SB) + P_WIN): program s < ceil(n/SB) merges the local top-n
                    lists (tl.topk again) and attends to the blocks of global rank s*SB .. s*SB+SB-1;
                    the others attend to a slice of the sliding window. Each writes a partial output.
-  _combine_kernel  grid (B*HQ,): merges the partials of each branch and writes the gated sum.
+  _combine_kernel  grid (B*HQ,): merges the selection and window partials and writes the gated
+                   sum with the compressed output.
 
 All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
 k/v [B, H, T_max, d], compressed k/v [B, H, N_max + 1, d].
@@ -152,19 +154,19 @@ def _cmp_kernel(
     acc = tl.zeros([GP, BDV], tl.float32)
     kc = KC + b * s_kc_b + h * s_kc_h
     vc = VC + b * s_vc_b + h * s_vc_h
+    # Overlap (in units of d) of a tile's compressed token r with the tile's selection block c:
+    # the same for every tile, as a tile starts on a selection-block boundary (BN*d = BPT*l').
+    tok_lo = tl.arange(0, BN) * CMP_STRIDE
+    blk_lo = cols * SLC_BLOCK
+    ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
+          - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
+    w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
     t_lo = s * TILES
     t_hi = tl.minimum(t_lo + TILES, n_tiles)
     for tile in range(t_lo, t_hi):
         i = tile * BN + tl.arange(0, BN)
-        ok = i < n_cmp
-        m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, ok, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
+        m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, i < n_cmp, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
                                         DK, DV, BDK, BDV, PREC)
-        # Overlap (in units of d) of compressed token i with selection block tile*BPT + col.
-        tok_lo = i * CMP_STRIDE
-        blk_lo = (tile * BPT + cols) * SLC_BLOCK
-        ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
-              - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
-        w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
         imp = tl.dot(p, w, input_precision="tf32x3")  # w holds small integers: exact in tf32
         at = (bh * N_TILES_CAP + tile) * G
         tl.store(WIMP + (at + rows)[:, None] * NBT + cols[None, :], imp,
@@ -174,9 +176,19 @@ def _cmp_kernel(
 
 
 @triton.jit
+def _merge(m, l, o, inb):
+    """Softmax-merge the partials flagged inb: normalised output [BDV] (zeros if no keys)."""
+    m = tl.where(inb, m, float("-inf"))
+    m_max = tl.max(m, axis=0)
+    w = tl.where(inb, tl.exp2(m - tl.where(m_max > float("-inf"), m_max, 0.0)), 0.0)
+    denom = tl.sum(w * l, axis=0)
+    return tl.sum(w[:, None] * o, axis=0) / tl.where(denom > 0, denom, 1.0)
+
+
+@triton.jit
 def _select_kernel(
-    LEN, WM, WL, WIMP, WIMPM, CAND,
-    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+    LEN, WO, WM, WL, WIMP, WIMPM, CAND, OC,
+    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
@@ -202,6 +214,16 @@ def _select_kernel(
     m_all = tl.where(m_all > float("-inf"), m_all, 0.0)
     l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)
     inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)
+
+    # The compressed branch's output of rows s, s + P_SEL, ...: its partials merged, normalised.
+    dv = tl.arange(0, BDV)
+    for r in range(s, G, P_SEL):
+        at = (bh * N_SLOTS + ps) * G + r
+        m_r = tl.load(WM + at, mask=ps < P_CMP, other=float("-inf"))
+        l_r = tl.load(WL + at, mask=ps < P_CMP, other=0.0)
+        o_r = tl.load(WO + at[:, None] * DV + dv[None, :], mask=(ps < P_CMP)[:, None] & (dv < DV)[None, :],
+                      other=0.0)
+        tl.store(OC + (bh * G + r) * DV + dv, _merge(m_r, l_r, o_r, ps < P_CMP), mask=dv < DV)
 
     # Importance of blocks j: each tile's partial, rescaled to the global softmax, over heads;
     # a block also collects the spill of the tile before it (compressed blocks crossing its start).
@@ -286,18 +308,8 @@ def _sparse_kernel(
 
 
 @triton.jit
-def _merge(m, l, o, inb):
-    """Softmax-merge the partials flagged inb: normalised output [BDV] (zeros if no keys)."""
-    m = tl.where(inb, m, float("-inf"))
-    m_max = tl.max(m, axis=0)
-    w = tl.where(inb, tl.exp2(m - tl.where(m_max > float("-inf"), m_max, 0.0)), 0.0)
-    denom = tl.sum(w * l, axis=0)
-    return tl.sum(w[:, None] * o, axis=0) / tl.where(denom > 0, denom, 1.0)
-
-
-@triton.jit
 def _combine_kernel(
-    WO, WM, WL, GC, GS, GW, O,
+    OC, WO, WM, WL, GC, GS, GW, O,
     s_g_b, s_g_h, s_o_b, s_o_h,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
@@ -307,15 +319,15 @@ def _combine_kernel(
     hq = pid % HQ
     bh = b * H + hq // G
     g = hq % G
-    sl = tl.arange(0, BSLOTS)
+    sl = P_CMP + tl.arange(0, BSLOTS)  # the selection and window partials
     dv = tl.arange(0, BDV)
     ok = sl < N_SLOTS
     at = (bh * N_SLOTS + sl) * G + g
     m = tl.load(WM + at, mask=ok, other=float("-inf"))
     l = tl.load(WL + at, mask=ok, other=0.0)
     o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
-    o_cmp = _merge(m, l, o, sl < P_CMP)
-    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))
+    o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)
+    o_slc = _merge(m, l, o, sl < P_CMP + SLC_PROGS)
     o_win = _merge(m, l, o, (sl >= P_CMP + SLC_PROGS) & ok)
     gate = b * s_g_b + hq * s_g_h
     out = (tl.load(GC + gate).to(tl.float32) * o_cmp + tl.load(GS + gate).to(tl.float32) * o_slc
