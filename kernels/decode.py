@@ -45,6 +45,12 @@ class DecodePlan:
     stages: int = 2  # their num_stages
 
     @property
+    def merge_cmp_in_select(self) -> bool:
+        """Whether _select_kernel merges the compressed partials (each program then takes at
+        most 4 query heads; with fewer programs the loop would be a serial latency chain)."""
+        return -(-self.group // self.p_sel) <= 4
+
+    @property
     def slc_progs(self) -> int:
         return -(-self.n_sel // self.sb)
 
@@ -195,7 +201,8 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         **dims, DV=dv, BDV=bdv, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
-        BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel), num_warps=4,
+        BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel),
+        MERGE_CMP=plan.merge_cmp_in_select, num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
     td._sparse_kernel[(bh, plan.slc_progs + plan.p_win)](
@@ -213,8 +220,8 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         ws["o_cmp"], ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
         g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
         HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
-        N_SLOTS=plan.n_slots, BSLOTS=next_pow2(plan.slc_progs + plan.p_win), P_CMP=plan.p_cmp,
-        SLC_PROGS=plan.slc_progs,
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, MERGE_CMP=plan.merge_cmp_in_select,
+        BSLOTS=next_pow2(plan.n_slots - (plan.p_cmp if plan.merge_cmp_in_select else 0)),
         num_warps=4,
     )
     if return_blocks:

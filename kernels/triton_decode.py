@@ -8,15 +8,15 @@ A decode step is four launches, none of which needs the host to know the sequenc
                    running max and sum, and, per tile of BN compressed tokens, the partial
                    block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each query
                    head and each selection block j the tile touches, with that m_tile.
-  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials (and the
-                   merged compressed-branch output of G/P_SEL query heads), importance
+  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials (and, when
+                   P_SEL is large, the merged compressed output of G/P_SEL query heads), importance
                    of BB selection blocks (summed over the G heads of the group), forced blocks,
                    and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
   _sparse_kernel   grid (B*H, ceil(n/SB) + P_WIN): program s < ceil(n/SB) merges the local top-n
                    lists (tl.topk again) and attends to the blocks of global rank s*SB .. s*SB+SB-1;
                    the others attend to a slice of the sliding window. Each writes a partial output.
-  _combine_kernel  grid (B*HQ,): merges the selection and window partials and writes the gated
-                   sum with the compressed output.
+  _combine_kernel  grid (B*HQ,): merges the partials of each branch (the compressed one unless
+                   _select_kernel did) and writes the gated sum.
 
 All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
 k/v [B, H, T_max, d], compressed k/v [B, H, N_max + 1, d].
@@ -192,7 +192,7 @@ def _select_kernel(
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
-    BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr,
+    BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr, MERGE_CMP: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
@@ -215,9 +215,11 @@ def _select_kernel(
     l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)
     inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)
 
-    # The compressed branch's output of rows s, s + P_SEL, ...: its partials merged, normalised.
+    # With MERGE_CMP, the compressed branch's output of rows s, s + P_SEL, ...: its partials
+    # merged and normalised (worth it when P_SEL programs share the G rows; else _combine_kernel
+    # merges them).
     dv = tl.arange(0, BDV)
-    for r in range(s, G, P_SEL):
+    for r in range(s, G if MERGE_CMP else 0, P_SEL):
         at = (bh * N_SLOTS + ps) * G + r
         m_r = tl.load(WM + at, mask=ps < P_CMP, other=float("-inf"))
         l_r = tl.load(WL + at, mask=ps < P_CMP, other=0.0)
@@ -313,21 +315,26 @@ def _combine_kernel(
     s_g_b, s_g_h, s_o_b, s_o_h,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
+    MERGE_CMP: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // HQ
     hq = pid % HQ
     bh = b * H + hq // G
     g = hq % G
-    sl = P_CMP + tl.arange(0, BSLOTS)  # the selection and window partials
+    first: tl.constexpr = P_CMP if MERGE_CMP else 0
+    sl = first + tl.arange(0, BSLOTS)  # the partials to merge here
     dv = tl.arange(0, BDV)
     ok = sl < N_SLOTS
     at = (bh * N_SLOTS + sl) * G + g
     m = tl.load(WM + at, mask=ok, other=float("-inf"))
     l = tl.load(WL + at, mask=ok, other=0.0)
     o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
-    o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)
-    o_slc = _merge(m, l, o, sl < P_CMP + SLC_PROGS)
+    if MERGE_CMP:
+        o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)
+    else:
+        o_cmp = _merge(m, l, o, sl < P_CMP)
+    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))
     o_win = _merge(m, l, o, (sl >= P_CMP + SLC_PROGS) & ok)
     gate = b * s_g_b + hq * s_g_h
     out = (tl.load(GC + gate).to(tl.float32) * o_cmp + tl.load(GS + gate).to(tl.float32) * o_slc

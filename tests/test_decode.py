@@ -133,13 +133,17 @@ def test_separate_branches_learned_compression_fp16_short_lengths():
 
 def test_paper_block_sizes_real_top_n():
     """l=32, d=16, l'=64 (compressed blocks span two selection blocks), n=4 of up to 12 blocks:
-    the selection is a real choice; default plan and a split plan agree with the reference."""
+    the selection is a real choice; the default plan (compressed partials merged in the combine
+    kernel) and a split plan (merged in the select kernel) agree with the reference."""
     config = NSAConfig.parse("32/16/64/4/128")
-    p = Problem(2, 760, 8, 2, 16, 16, config, torch.float32)
+    p = Problem(2, 760, 16, 2, 16, 16, config, torch.float32)
     p.prefill([700, 745])
+    default = decode_plan(p.cache, 16)
+    split = decode_plan(p.cache, 16, tiles=1, block_chunk=4, window_chunk=32, cmp_tile=16, blocks_per_program=3)
+    assert not default.merge_cmp_in_select and split.merge_cmp_in_select
     p.check()
     p.append()
-    p.check(plan=decode_plan(p.cache, 8, tiles=1, block_chunk=4, window_chunk=32, cmp_tile=16, blocks_per_program=3))
+    p.check(plan=split)
 
 
 def test_every_scratch_slot_is_rewritten():
