@@ -2,8 +2,8 @@
 
 The step reads N_cmp + n*l' + w cached tokens per KV head and sequence (NSA_SPEC.md,
 "Decoding with a KV cache"), split over enough programs to fill the GPU (flash-decoding):
-the compressed tokens in slices, each selected block and each slice of the window in its own
-program, then a small merge. Sequence lengths are read on the device and the launch sizes
+the compressed tokens in slices, the selected blocks a few to a program, the window in slices,
+then a small merge. Sequence lengths are read on the device and the launch sizes
 depend only on the cache's capacity, so a step is capturable in a CUDA graph.
 """
 
@@ -71,11 +71,6 @@ def _tile_sizes(config: NSAConfig, cmp_tile: int = CMP_TILE) -> tuple[int, int, 
     if nbt - bpt > bpt:
         raise ValueError(f"nsa_decode needs cmp_block <= {bpt * config.slc_block} for {config}")
     return bn, bpt, nbt
-
-
-def check_decode_config(config: NSAConfig) -> None:
-    """Raise ValueError if the decode kernels do not support this config."""
-    _tile_sizes(config)
 
 
 def _num_sms(device: torch.device) -> int:
