@@ -165,6 +165,22 @@ def row_kind(row: dict) -> str:
     return "quality" if _key_text(row.get("suite")) else ""
 
 
+DTYPE_NAMES = {"bfloat16": "bf16", "torch.bfloat16": "bf16", "float16": "fp16", "torch.float16": "fp16",
+               "half": "fp16", "float32": "fp32", "torch.float32": "fp32", "float": "fp32"}
+
+
+def normalize_kernel_row(row: dict) -> dict:
+    """The schema's spelling of a kernel row: dtype `bf16`/`fp16`/`fp32`, and a row marked
+    `graph=True` (a CUDA-graph replay) as impl `<impl>:cuda_graph`."""
+    row = dict(row)
+    dtype = _key_text(row.get("dtype"))
+    row["dtype"] = DTYPE_NAMES.get(dtype, dtype)
+    impl = _key_text(row.get("impl"))
+    if _key_text(row.get("graph")).lower() in ("true", "1") and not impl.endswith(":cuda_graph"):
+        row["impl"] = f"{impl}:cuda_graph"
+    return row
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """A result CSV as a DataFrame; UsageError on a missing, empty or non-CSV file."""
     path = Path(path)
@@ -206,6 +222,8 @@ def index_rows(frame: pd.DataFrame, path: str | Path, quality_keys: tuple[str, .
         if kind not in ("kernel", "quality"):
             rows.skipped[kind or "unknown"] = rows.skipped.get(kind or "unknown", 0) + 1
             continue
+        if kind == "kernel":
+            record = normalize_kernel_row(record)
         keys = key_columns(kind, quality_keys)
         absent = [c for c in keys if c not in frame.columns]
         if absent:
@@ -311,7 +329,7 @@ def _compare_speedups(key, base_row, cur_row, baseline: Rows, current: Rows, thr
         elif comp.change > threshold + _EPS:
             comp.verdict = "improvement" if c_lo > b_hi else "noise"
         if comp.verdict == "noise":
-            comp.note = "beyond the threshold but inside the runs' p20-p80 spread"
+            comp.note = "inside the runs' p20-p80 spread"
         out.append(comp)
     return out
 

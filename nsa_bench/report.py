@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from nsa_bench.errors import UsageError
-from nsa_bench.gate import is_ok, row_kind
+from nsa_bench.gate import is_ok, normalize_kernel_row, row_kind
 
 META_COLUMNS = ("gpu", "gpu_capability", "driver", "cuda", "torch", "triton", "flash_attn", "fa2_baseline",
                 "cudnn_attention", "transformers", "lm_eval", "git_rev")
@@ -53,9 +53,11 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
         frame["row_kind"] = [row_kind(r) for r in frame.to_dict(orient="records")]
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True, sort=False)
+    for column in ("status", "impl", "mode", "suite", "task", "attention", "model", "metric", *NUMERIC):
+        if column not in data:  # a column no file has: empty, so that every section can read it
+            data[column] = math.nan
     for column in NUMERIC:
-        if column in data:
-            data[column] = pd.to_numeric(data[column], errors="coerce")
+        data[column] = pd.to_numeric(data[column], errors="coerce")
     if not data["row_kind"].isin(["kernel", "quality", "train"]).any():
         raise UsageError("none of the CSVs holds kernel, quality or train rows (docs/RESULTS_SCHEMA.md)")
     return data
@@ -521,8 +523,9 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
     figs = _Figures(out)
     sources = ", ".join(f"`{s}`" for s in data["source"].unique())
     sections = [f"# {title}\n", f"From {sources}.\n", runs_section(data)]
-    kernel = data[data["row_kind"] == "kernel"].copy()
+    kernel = data[data["row_kind"] == "kernel"]
     if len(kernel):
+        kernel = pd.DataFrame([normalize_kernel_row(r) for r in kernel.to_dict(orient="records")])
         kernel = kernel[kernel["seq_len"].notna()]
         sections.append(kernel_section(figs, kernel))
     quality = data[data["row_kind"] == "quality"]

@@ -248,3 +248,24 @@ def test_duplicates_and_train_rows_are_reported_not_compared(tmp_path):
     assert any("train rows are not compared" in w for w in result.warnings)
     assert any("repeat an earlier row's key" in w for w in result.warnings)
     assert verdicts(result, "improvement") == {("gsm8k", "nsa", "exact_match:strict-match", "exact_match:strict-match")}
+
+
+def test_graph_column_and_dtype_spellings_map_to_the_schema(tmp_path, base):
+    """A CSV that marks CUDA-graph replays with graph=True and writes dtype bfloat16 (as the decode
+    bench's own runs do) matches the schema's `<impl>:cuda_graph` rows and `bf16`."""
+    frame = pd.read_csv(base)
+    frame["dtype"] = "bfloat16"
+    frame["graph"] = frame["impl"].str.endswith(":cuda_graph")
+    frame["impl"] = frame["impl"].str.replace(":cuda_graph", "", regex=False)
+    frame.to_csv(tmp_path / "graph.csv", index=False)
+    result = compare(base, tmp_path / "graph.csv")
+    assert not result.warnings  # no collapsed duplicates
+    assert result.counts()["missing"] == 0 and result.counts()["new"] == 0 and result.exit_code == 0
+    slow = frame.copy()
+    hit = (slow["impl"] == "nsa") & slow["graph"] & (slow["seq_len"] == 16384)
+    slow.loc[hit, ["ms", "ms_p20", "ms_p80"]] *= 1.5
+    slow.loc[hit, ["speedup_fa2", "speedup_cudnn"]] /= 1.5
+    slow.to_csv(tmp_path / "slow.csv", index=False)
+    result = compare(tmp_path / "graph.csv", tmp_path / "slow.csv")
+    assert verdicts(result, "regression") == {("nsa:cuda_graph", "decode", "16384", "speedup_fa2"),
+                                              ("nsa:cuda_graph", "decode", "16384", "speedup_cudnn")}

@@ -77,3 +77,17 @@ def test_report_bad_input_exits_2(capsys, tmp_path, bad):
     code = main(["report", str(path), "--out", str(tmp_path / "r.md")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("nsa-bench: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_report_of_a_decode_only_csv_without_cudnn_columns(tmp_path):
+    """A kernel CSV with fewer columns (no cuDNN, graph=True rows, dtype bfloat16) still reports."""
+    rows = [r for r in kernel_rows() if r["mode"] == "decode" and not r["impl"].startswith("cudnn")]
+    for r in rows:
+        r.pop("speedup_cudnn")
+        r["graph"] = r["impl"].endswith(":cuda_graph")
+        r["impl"] = r["impl"].replace(":cuda_graph", "")
+        r["dtype"] = "bfloat16"
+    csv = write_csv(tmp_path / "decode.csv", rows)
+    text = build_report([csv], tmp_path / "r.md").read_text()
+    assert "| decode | 8k | nsa:cuda_graph | ok |" in text and "#### NSA stages" not in text
+    assert "![kernels_decode_gbps](r_kernels_decode_gbps.png)" in text
