@@ -282,11 +282,11 @@ def check(
     baseline: Path = typer.Option(..., "--baseline", help="Result CSV of the reference run (e.g. committed under results/)."),
     current: Path = typer.Option(..., "--current", help="Result CSV of the run to judge."),
     max_speedup_drop: Optional[str] = typer.Option(
-        None, "--max-speedup-drop", help="Largest relative drop of speedup_fa2/speedup_cudnn, e.g. 10% or 0.1. [default: 10%]"),
+        None, "--max-speedup-drop", help="Largest relative drop of speedup_fa2/speedup_cudnn, e.g. 10% or 0.1 (default 10%)."),
     max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Largest score drop in points (0.01 for scores in [0, 1]). [default: 1.0]"),
+        None, "--max-accuracy-drop", help="Largest score drop in points (0.01 for scores in [0, 1]; default 1.0)."),
     thresholds: Optional[Path] = typer.Option(
-        None, "--thresholds", help="TOML file: max_speedup_drop, max_accuracy_drop, [metrics] per-metric overrides."),
+        None, "--thresholds", help="TOML file: max_speedup_drop, max_accuracy_drop, a metrics table of per-metric overrides."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Rows only in the baseline do not fail the check."),
     ignore_spread: bool = typer.Option(
         False, "--ignore-spread", help="Judge speedup medians alone, without the runs' p20-p80 bands."),
