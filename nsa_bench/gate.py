@@ -139,6 +139,15 @@ def _key_text(value) -> str:
     return str(int(number)) if number.is_integer() else f"{number:.6g}"
 
 
+def _natural(key: tuple[str, ...]) -> tuple:
+    """Sort order of keys with numbers as numbers (8192 before 16384)."""
+    def part(text: str):
+        number = _number(text)
+        return (0, number, "") if text and not math.isnan(number) else (1, 0.0, text)
+
+    return tuple(part(t) for t in key)
+
+
 def _number(value) -> float:
     try:
         number = float(value)
@@ -430,7 +439,7 @@ def compare(baseline_path: str | Path, current_path: str | Path, thresholds: Thr
     for kind in ("kernel", "quality"):
         base, cur = base_rows.by_kind(kind), cur_rows.by_kind(kind)
         names = key_columns(kind, quality_keys)
-        for k in sorted(base.keys() | cur.keys()):
+        for k in sorted(base.keys() | cur.keys(), key=_natural):
             key = dict(zip(names, k))
             if k not in cur:
                 status = _key_text(base[k].get("status"))
