@@ -171,8 +171,6 @@ def kernels(
         os.environ["TRITON_INTERPRET"] = "1"
     import torch
 
-    if not interpret and not torch.cuda.is_available():
-        raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
     try:
         from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
     except ImportError as error:  # e.g. a kernels package that does not import here
@@ -186,6 +184,8 @@ def kernels(
         warmup=warmup, repeats=repeats, check_rows=check_rows, check_prefix=check_prefix,
         ref_max_len=ref_max_len, out=out, reports=reports, tag=tag,
     )
+    if not interpret and not torch.cuda.is_available():  # after the options, so a bad one is named first
+        raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
     run_kernel_bench(spec, out, reports, tag, command=command)
 
 

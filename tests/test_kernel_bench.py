@@ -293,8 +293,9 @@ def test_without_a_gpu_one_line_and_exit_2():
     assert proc.stderr.strip() == "nsa-bench: error: nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run"
 
 
-def test_bad_sizes_are_one_line_and_exit_2():
-    proc = _cli("--interpret", "--seq", "8q")
+@pytest.mark.parametrize("interpret", [("--interpret",), ()], ids=["interpret", "gpu-run"])
+def test_bad_sizes_are_one_line_and_exit_2(interpret):
+    proc = _cli(*interpret, "--seq", "8q")  # a bad option is named first, GPU or not
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "bad size '8q'" in proc.stderr
 
 
