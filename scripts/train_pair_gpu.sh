@@ -5,13 +5,17 @@
 # Measured on the H200: 0.106 s (full) and 0.193 s (NSA) per step of 8 x 8192 tokens; BUDGET=165 took
 # 195 s (NSA) and 280 s (full, more held-out evaluations) of wall time.
 #
-# The device machine sees only the repository, so copy the corpus into an ignored folder first, here:
-#   mkdir -p runs/data && cp -r ../shared/data/needle/PaulGrahamEssays runs/data/
-# then call the device tool with carry ["runs/data"] and the command (training, then the needle grid on the
-# pair in the same call: the checkpoints stay on that machine)
-#   export PYTHONUNBUFFERED=1 NSA_BENCH_GIT_REV=<rev>; python -m pip install -q --no-deps --no-build-isolation -e .
+# The device machine sees only the repository, so copy the data into an ignored folder first, here:
+#   mkdir -p runs/data && cp -r ../shared/data/needle/PaulGrahamEssays ../shared/data/gsm8k runs/data/
+#   echo /.whl/ >> .git/info/exclude; bash scripts/device_wheels.sh     # lm-eval for the eval script
+# then call the device tool with carry ["runs/data", ".whl"] and the command (training, then the quality
+# suites on the pair in the same call: the checkpoints stay on that machine)
+#   export PYTHONUNBUFFERED=1 NSA_BENCH_GIT_REV=<rev>; python3 -m pip install -q --no-index --no-deps \
+#     --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site;
+#   python -m pip install -q --no-deps --no-build-isolation -e .
 #   CSV=$OUT/train_gpu_ctx8192.csv PLOT=$OUT/train_gpu_ctx8192.png bash scripts/train_pair_gpu.sh
-#   NEEDLE_CSV=$OUT/needle_gpu.csv NEEDLE_REPORTS=$OUT bash scripts/needle_pair_gpu.sh
+#   EVAL_OUT=$OUT NEEDLE_REPORTS=/tmp bash scripts/eval_pair_gpu.sh
+# The H200 run of 2026-12-02 ran the training and the needle grid only (no lm-eval wheels yet).
 # Without a working Triton NSA the run stops at once and says why.
 set -euo pipefail
 BUDGET=${BUDGET:-165}
