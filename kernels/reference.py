@@ -48,6 +48,17 @@ def overlap_weights(config: NSAConfig, n_cmp: int, n_slc: int, device=None, dtyp
     return (hi - lo).clamp_min(0).to(dtype) / config.cmp_stride
 
 
+def selection_keys(scores: torch.Tensor, positions: torch.Tensor, config: NSAConfig):
+    """(keys, started) for block scores [..., c, N_slc] at query positions [c]: keys are the scores
+    with blocks not yet started (j > t // l') at -inf and the forced ones (block 0 and the local
+    blocks t//l' and t//l' - 1) at +inf; started is the [c, N_slc] mask of started blocks."""
+    j = torch.arange(scores.shape[-1], device=scores.device)
+    current = (positions // config.slc_block).unsqueeze(-1)
+    started = j <= current
+    forced = started & ((j == 0) | (j == current) | (j == current - 1))
+    return scores.masked_fill(~started, float("-inf")).masked_fill(forced, float("inf")), started
+
+
 def top_blocks(scores: torch.Tensor, positions: torch.Tensor, config: NSAConfig) -> torch.Tensor:
     """Selected block indices [..., c, n] for query positions [c] given block scores [..., c, N_slc].
 
@@ -56,11 +67,7 @@ def top_blocks(scores: torch.Tensor, positions: torch.Tensor, config: NSAConfig)
     padded with -1 where fewer than n blocks have started.
     """
     n_slc = scores.shape[-1]
-    j = torch.arange(n_slc, device=scores.device)
-    current = (positions // config.slc_block).unsqueeze(-1)
-    started = j <= current
-    forced = started & ((j == 0) | (j == current) | (j == current - 1))
-    key = scores.masked_fill(~started, float("-inf")).masked_fill(forced, float("inf"))
+    key, started = selection_keys(scores, positions, config)
     order = torch.sort(key, dim=-1, descending=True, stable=True).indices[..., : config.slc_count]
     chosen = torch.gather(started.expand_as(key), -1, order)
     big = torch.full_like(order, n_slc)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from nsa_bench.kernels import NSAConfig, nsa_attention_ref
-from nsa_bench.kernels.reference import masked_softmax, overlap_weights, top_blocks
+from nsa_bench.kernels.reference import masked_softmax, overlap_weights, selection_keys, top_blocks
 
 ROW_CHUNK = 128
 
@@ -70,11 +70,7 @@ def _attend(q, keys, values, mask, scale):
 def _near_ties(scores: torch.Tensor, positions: torch.Tensor, config: NSAConfig, tie_rtol: float) -> torch.Tensor:
     """[B,H,c] bool: the n-th and (n+1)-th candidate block scores are within tie_rtol."""
     n_slc = scores.shape[-1]
-    j = torch.arange(n_slc, device=scores.device)
-    current = (positions // config.slc_block).unsqueeze(-1)
-    started = j <= current
-    forced = started & ((j == 0) | (j == current) | (j == current - 1))
-    key = scores.masked_fill(~started, float("-inf")).masked_fill(forced, float("inf"))
+    key, _ = selection_keys(scores, positions, config)
     n = config.slc_count
     if n_slc <= n:
         return torch.zeros(scores.shape[:-1], dtype=torch.bool, device=scores.device)

@@ -50,6 +50,13 @@ def load_model(model: str, attention: str, device: str | None = None, nsa_config
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU here")
+    if nsa_config:
+        from nsa_bench.kernels.config import NSAConfig
+
+        try:
+            nsa_config = NSAConfig.parse(nsa_config)
+        except ValueError as error:
+            raise UsageError(f"--nsa-config: {error}") from None
     try:
         return load_lm(model, attention=attention, device=device, nsa_config=nsa_config)
     except UsageError:

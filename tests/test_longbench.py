@@ -15,6 +15,7 @@ import torch
 
 from nsa_bench.cli import main
 from nsa_bench.errors import UsageError
+from nsa_bench.suites import suite_models
 from nsa_bench.suites.longbench import commands, metrics
 from nsa_bench.suites.longbench.datasets import (
     ALL_SUBSETS, DATASETS, LONGBENCH_E, build_prompt, length_bucket, spec_for,
@@ -363,7 +364,7 @@ def test_chinese_without_jieba_is_labelled_and_noted(monkeypatch, capsys):
 
 
 def test_one_model_per_attention():
-    pick = commands.models_by_attention
+    pick = suite_models.models_by_attention
     assert pick(["runs/a"], ("nsa", "full")) == {"nsa": "runs/a", "full": "runs/a"}
     assert pick(["nsa=runs/n", "full=runs/f"], ("nsa", "full")) == {"nsa": "runs/n", "full": "runs/f"}
     assert pick(["nsa=runs/n"], ("nsa",)) == {"nsa": "runs/n"}

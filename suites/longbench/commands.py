@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
 
-ATTENTIONS = {"nsa": ("nsa",), "full": ("full",), "both": ("nsa", "full")}
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -27,46 +27,6 @@ def warn_if_chinese_without_jieba(subsets: Sequence[str]) -> None:
     if ZH_TOKENIZER != "jieba" and any(spec_for(s).language == "zh" for s in subsets):
         print("nsa-bench: note: jieba is not installed; Chinese F1/ROUGE use character tokens (metric *_char)",
               file=sys.stderr)
-
-
-def models_by_attention(models: Sequence[str], attentions: Sequence[str]) -> dict[str, str]:
-    """The model for each attention from `--model` values: `PATH` (every attention) or `nsa=PATH`, `full=PATH`."""
-    shared, chosen = None, {}
-    for value in models:
-        prefix, sep, rest = value.partition("=")
-        if sep and prefix in ("nsa", "full"):
-            chosen[prefix] = rest
-        elif shared is None:
-            shared = value
-        else:
-            raise UsageError("--model: give one PATH, or one nsa=PATH and one full=PATH")
-    picked = {a: chosen.get(a, shared) for a in attentions}
-    missing = [a for a, m in picked.items() if not m]
-    if missing:
-        raise UsageError(f"--model: no model for attention {', '.join(missing)} (give PATH or {missing[0]}=PATH)")
-    return picked
-
-
-def load_model(model: str, attention: str, device: str | None, nsa_config: str | None):
-    """A CausalLM from the models package (a path or preset, with the chosen attention)."""
-    import torch
-
-    from nsa_bench.models import load_lm
-
-    kwargs = {"attention": attention, "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
-    if nsa_config:
-        from nsa_bench.kernels.config import NSAConfig
-
-        try:
-            kwargs["nsa_config"] = NSAConfig.parse(nsa_config)
-        except ValueError as error:
-            raise UsageError(f"--nsa-config: {error}") from None
-    try:
-        return load_lm(model, **kwargs)
-    except (OSError, ValueError) as error:
-        if isinstance(error, UsageError):
-            raise
-        raise UsageError(f"--model {model}: {error}") from None
 
 
 def results_table(rows: Sequence[dict], title: str):
@@ -117,11 +77,10 @@ def run_command(
     from nsa_bench.suites.longbench.records import data_files
     from nsa_bench.suites.longbench.runner import load_subsets, prediction_dir, run_longbench
 
-    if attn not in ATTENTIONS:
-        raise UsageError(f"--attn must be nsa, full or both, not {attn!r}")
+    attns = attentions(attn)
     if max_examples is not None and max_examples < 1:
         raise UsageError("--max-examples must be at least 1")
-    chosen = models_by_attention(models, ATTENTIONS[attn])
+    chosen = models_by_attention(models, attns)
     subsets = load_subsets(data_files(data, _split(datasets)), max_examples)
     warn_if_chinese_without_jieba(list(subsets))
     writer = ResultWriter(out, extra={"data": str(data), "max_examples": max_examples, "nsa_config": nsa_config})
