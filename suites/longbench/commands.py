@@ -12,7 +12,6 @@ from nsa_bench.errors import UsageError
 from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
 
 
-
 def _split(values: Sequence[str] | None) -> list[str] | None:
     """Names given as repeated options and/or comma-separated lists."""
     names = [name.strip() for value in values or () for name in value.split(",") if name.strip()]
