@@ -20,11 +20,12 @@
 set -euo pipefail
 BUDGET=${BUDGET:-165}
 CTX=${CTX:-8192}
+EVAL_EVERY=${EVAL_EVERY:-}  # steps between held-out evaluations (empty: the preset's)
 BATCH=${BATCH:-8}  # sequences per step; e.g. CTX=32768 BATCH=2 keeps the tokens per step
 DATA=${DATA:-runs/data/PaulGrahamEssays}
 CSV=${CSV:-results/train_gpu_ctx$CTX.csv}
 PLOT=${PLOT:-reports/train_gpu_ctx$CTX.png}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # one checkpoint at the end only: a 270 MB checkpoint every 200 steps costs minutes of a 10-minute call
-python -m nsa_bench.cli train --data "$DATA" --preset gpu --ctx "$CTX" --batch "$BATCH" --attn both --time-budget "$BUDGET" \
+python -m nsa_bench.cli train --data "$DATA" --preset gpu --ctx "$CTX" --batch "$BATCH" --attn both --time-budget "$BUDGET" ${EVAL_EVERY:+--eval-every "$EVAL_EVERY"} \
   --save-every 100000 --out "runs/train-gpu-ctx$CTX" --csv "$CSV" --plot "$PLOT"
