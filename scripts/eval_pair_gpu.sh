@@ -13,14 +13,15 @@ CTX=${CTX:-8192}
 RUN=${RUN:-runs/train-gpu-ctx$CTX}
 EVAL_OUT=${EVAL_OUT:-results}
 PAIR=(--model "nsa=$RUN/nsa" --model "full=$RUN/full")
+SUITES=${SUITES:-needle longbench lmeval}  # which to run, in this order
 status=0
-timeout "${NEEDLE_SECONDS:-300}" python -m nsa_bench.cli needle "${PAIR[@]}" --ctx "${NEEDLE_CTX:-8k,16k,32k,64k}" \
+[[ " $SUITES " == *" needle "* ]] && { timeout "${NEEDLE_SECONDS:-300}" python -m nsa_bench.cli needle "${PAIR[@]}" --ctx "${NEEDLE_CTX:-8k,16k,32k,64k}" \
   --depths "${DEPTHS:-6}" --trials "${TRIALS:-2}" --haystack "${HAYSTACK:-runs/data/PaulGrahamEssays}" --extrapolate \
-  --out "$EVAL_OUT/needle_gpu.csv" --report-dir "${NEEDLE_REPORTS:-reports}" || status=1
-timeout "${LONGBENCH_SECONDS:-120}" python -m nsa_bench.cli longbench run "${PAIR[@]}" \
+  --out "$EVAL_OUT/needle_gpu.csv" --report-dir "${NEEDLE_REPORTS:-reports}" || status=1; }
+[[ " $SUITES " == *" longbench "* ]] && { timeout "${LONGBENCH_SECONDS:-120}" python -m nsa_bench.cli longbench run "${PAIR[@]}" \
   --data "${LONGBENCH:-tests/fixtures/longbench/data}" --max-examples "${LONGBENCH_EXAMPLES:-20}" \
-  --out "$EVAL_OUT/longbench_gpu.csv" --preds "${PREDS:-runs/longbench_preds}" || status=1
-timeout "${LMEVAL_SECONDS:-240}" python -m nsa_bench.cli lmeval "${PAIR[@]}" --tasks gsm8k,mmlu \
+  --out "$EVAL_OUT/longbench_gpu.csv" --preds "${PREDS:-runs/longbench_preds}" || status=1; }
+[[ " $SUITES " == *" lmeval "* ]] && { timeout "${LMEVAL_SECONDS:-240}" python -m nsa_bench.cli lmeval "${PAIR[@]}" --tasks "${LMEVAL_TASKS:-mmlu,gsm8k}" \
   --gsm8k-dir "${GSM8K_DIR:-runs/data/gsm8k}" --mmlu-dir "${MMLU_DIR:-tests/fixtures/mmlu}" --limit "${LMEVAL_LIMIT:-50}" \
-  --out "$EVAL_OUT/lmeval_gpu.csv" || status=1
+  --out "$EVAL_OUT/lmeval_gpu.csv" || status=1; }
 exit $status
