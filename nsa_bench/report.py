@@ -329,7 +329,19 @@ def _columns_by_attention(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
     order = {a: i for i, a in enumerate(ATTENTION_ORDER)}
     pairs.sort(key=lambda p: (order.get(p[0], len(order)), p[0], p[1]))
     per_attention = {a: sum(p[0] == a for p in pairs) for a, _ in pairs}
-    return [(a, m, a.upper() if a == "nsa" else a if per_attention[a] == 1 else f"{a} ({m})") for a, m in pairs]
+    label = lambda a: "NSA" if a == "nsa" else a  # noqa: E731
+    return [(a, m, label(a) if per_attention[a] == 1 else f"{label(a)} ({m})") for a, m in pairs]
+
+
+def distinct_models(frame: pd.DataFrame) -> pd.DataFrame:
+    """Quality rows whose model names tell runs apart: a model that has rows of one suite in several
+    files (e.g. the same checkpoint path, trained twice) gets its file name added."""
+    shared = frame.groupby(["suite", "attention", "model"], dropna=False)["source"].transform("nunique") > 1
+    if not shared.any():
+        return frame
+    frame = frame.copy()
+    frame["model"] = frame["model"].astype(str).where(~shared, frame["model"].astype(str) + " (" + frame["source"] + ")")
+    return frame
 
 
 def _scale(frame: pd.DataFrame) -> float:
@@ -530,7 +542,7 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
         sections.append(kernel_section(figs, kernel))
     quality = data[data["row_kind"] == "quality"]
     if len(quality) and "suite" in quality:
-        for suite, frame in quality.groupby("suite", sort=False):
+        for suite, frame in distinct_models(quality).groupby("suite", sort=False):
             if suite == "needle" and {"ctx_len", "depth"} <= set(frame.columns):
                 sections.append(needle_section(figs, frame))
             elif suite == "longbench":

@@ -57,6 +57,17 @@ def test_report_numbers(tmp_path, results):
     assert "| full | runs/train/full | 0.833 | 9 | 0 | 1.00 | 1.00 | 0.50 |" in text
 
 
+def test_report_keeps_runs_of_the_same_model_path_apart(tmp_path):
+    """Two needle runs of models saved under the same path (a pair trained twice) are two columns,
+    each named with its file, not one average."""
+    write_csv(tmp_path / "needle_a.csv", needle_rows())
+    write_csv(tmp_path / "needle_b.csv", needle_rows(scores={("nsa", 4096, 1.0): 0.0}))
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    assert "| NSA (runs/train/nsa (needle_a.csv)) | runs/train/nsa (needle_a.csv) | 1.000 | 9 | 0 | 1.00 | 1.00 | 1.00 |" in text
+    assert "| NSA (runs/train/nsa (needle_b.csv)) | runs/train/nsa (needle_b.csv) | 0.889 | 9 | 0 | 1.00 | 1.00 | 0.67 |" in text
+    assert "| full (runs/train/full (needle_b.csv)) |" in text
+
+
 def test_report_from_a_folder_with_training_only(tmp_path):
     folder = tmp_path / "runs"
     folder.mkdir()
