@@ -15,7 +15,9 @@
 #   python -m pip install -q --no-deps --no-build-isolation -e .
 #   CSV=$OUT/train_gpu_ctx8192.csv PLOT=$OUT/train_gpu_ctx8192.png bash scripts/train_pair_gpu.sh
 #   EVAL_OUT=$OUT NEEDLE_REPORTS=/tmp bash scripts/eval_pair_gpu.sh
-# The H200 run of 2026-12-02 ran the training and the needle grid only (no lm-eval wheels yet).
+# H200 runs of 2026-12-02: BUDGET=165 with the needle grid (results/train_gpu_ctx8192.csv, needle_gpu.csv);
+# BUDGET=75 EVAL_EVERY=100 then all suites (pair A: needle + LongBench, pair B: SUITES=lmeval, LMEVAL_LIMIT=10),
+# each train + eval in 400-520 s of one call (README, "Results on record").
 # Without a working Triton NSA the run stops at once and says why.
 set -euo pipefail
 BUDGET=${BUDGET:-165}
