@@ -15,8 +15,9 @@ Top-n: each (score, block) pair is packed into one int64 key, score bits high an
 Forced blocks (0 and the two local ones) get +inf, blocks that have not started get the
 lowest key. The running list of the best BNS keys stays sorted descending; each chunk's BNS keys
 are sorted ascending, the elementwise max of the two lists is the best BNS of both (a bitonic
-sequence) and one bitonic merge sorts it again: half the compare-and-swap work of a top-k over
-the joined 2 * BNS keys, and no change of layout. At the end the best n are sorted by block index.
+sequence) and one bitonic merge sorts it again. Against a top-k over the joined 2 * BNS keys that
+is BNS-wide compare-and-swap steps instead of 2 * BNS-wide ones and no join (H200, T=64k, paper
+config: 19.5 -> 15.5 ms). At the end the best n are sorted by block index.
 """
 
 from __future__ import annotations
