@@ -2,8 +2,8 @@
 
 The step reads N_cmp + n*l' + w cached tokens per KV head and sequence (NSA_SPEC.md,
 "Decoding with a KV cache"), split over enough programs to fill the GPU (flash-decoding):
-the compressed tokens in slices, the selected blocks a few to a program, the window in slices,
-then a small merge. Sequence lengths are read on the device and the launch sizes
+the compressed tokens and the window in slices (one launch: the window needs no selection),
+the selected blocks a few to a program, then a small merge. Sequence lengths are read on the device and the launch sizes
 depend only on the cache's capacity, so a step is capturable in a CUDA graph.
 """
 
@@ -41,8 +41,10 @@ class DecodePlan:
     wch: int  # window tokens per program
     p_win: int  # window programs per KV head
     sb: int = 2  # selected blocks per sparse-attention program
-    warps: int = 4  # num_warps of the compressed-attention and sparse-attention kernels
-    stages: int = 2  # their num_stages
+    cmp_warps: int = 4  # num_warps of the compressed-attention (+ window) kernel
+    cmp_stages: int = 2  # its num_stages
+    warps: int = 4  # num_warps of the selected-attention kernel
+    stages: int = 2  # its num_stages
 
     @property
     def merge_cmp_in_select(self) -> bool:
@@ -81,10 +83,10 @@ def _num_sms(device: torch.device) -> int:
 
 def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, block_chunk: int | None = None,
                 window_chunk: int = 128, cmp_tile: int = CMP_TILE, blocks_per_program: int = 2,
-                warps: int = 4, stages: int = 2) -> DecodePlan:
+                cmp_warps: int = 4, cmp_stages: int = 2, warps: int = 4, stages: int = 2) -> DecodePlan:
     """Launch sizes for a cache and a query-head count. tiles / block_chunk / window_chunk /
-    cmp_tile / blocks_per_program / warps / stages override the defaults (tests use small ones to
-    exercise the splits; benchmarks tune)."""
+    cmp_tile / blocks_per_program / cmp_warps / cmp_stages / warps / stages override the defaults
+    (tests use small ones to exercise the splits; benchmarks tune)."""
     c = cache.config
     bn, bpt, nbt = _tile_sizes(c, cmp_tile)
     bh = cache.batch * cache.kv_heads
@@ -104,7 +106,8 @@ def decode_plan(cache: NSACache, q_heads: int, *, tiles: int | None = None, bloc
                          f" with {c}, got max_len={cache.max_len}")
     wch = min(next_pow2(c.window), window_chunk)
     return DecodePlan(q_heads // cache.kv_heads, n, bn, tiles, p_cmp, n_tiles_cap, bpt, nbt, bb, p_sel,
-                      wch, -(-c.window // wch), max(1, min(blocks_per_program, n)), warps, stages)
+                      wch, -(-c.window // wch), max(1, min(blocks_per_program, n)), cmp_warps, cmp_stages,
+                      warps, stages)
 
 
 def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
@@ -183,13 +186,16 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
     dims = dict(H=h, G=g, GP=gp)
     heads = dict(DK=dk, DV=dv, BDK=bdk, BDV=bdv)
 
-    td._cmp_kernel[(bh, plan.p_cmp)](
-        q, cache.k_cmp, cache.v_cmp, cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"],
-        q.stride(0), q.stride(2), *cache.k_cmp.stride()[:3], *cache.v_cmp.stride()[:3], qk_scale,
-        **dims, **heads, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
-        N_SLOTS=plan.n_slots, TILES=plan.tiles, BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap,
-        BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
-        num_warps=plan.warps, num_stages=plan.stages,
+    win = dict(WINDOW=c.window, WCH=plan.wch, BW=min(64, plan.wch))
+    td._cmp_kernel[(bh, plan.p_cmp + plan.p_win)](
+        q, cache.k_cmp, cache.v_cmp, cache.k_win, cache.v_win, cache.lengths,
+        ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"],
+        q.stride(0), q.stride(2), *cache.k_cmp.stride()[:3], *cache.v_cmp.stride()[:3],
+        *cache.k_win.stride()[:3], *cache.v_win.stride()[:3], qk_scale,
+        **dims, **heads, **win, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, TILES=plan.tiles, BN=plan.bn,
+        N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
+        num_warps=plan.cmp_warps, num_stages=plan.cmp_stages,
     )
     td._select_kernel[(bh, plan.p_sel)](
         cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"], ws["o_cmp"],
@@ -200,15 +206,13 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         MERGE_CMP=plan.merge_cmp_in_select, num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
-    td._sparse_kernel[(bh, plan.slc_progs + plan.p_win)](
-        q, cache.k_slc, cache.v_slc, cache.k_win, cache.v_win, cache.lengths, ws["cand"],
-        ws["o"], ws["m"], ws["l"],
-        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3],
-        *cache.k_win.stride()[:3], *cache.v_win.stride()[:3], qk_scale,
-        **dims, **heads, SLC_BLOCK=c.slc_block, WINDOW=c.window,
-        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, SB=plan.sb, N_SEL=plan.n_sel,
+    td._sparse_kernel[(bh, plan.slc_progs)](
+        q, cache.k_slc, cache.v_slc, cache.lengths, ws["cand"], ws["o"], ws["m"], ws["l"],
+        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3], qk_scale,
+        **dims, **heads, SLC_BLOCK=c.slc_block,
+        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SB=plan.sb, N_SEL=plan.n_sel,
         KP=next_pow2(plan.n_sel), N_CAND=n_cand, BCAND=next_pow2(n_cand),
-        BS=min(64, max(16, next_pow2(c.slc_block))), WCH=plan.wch, BW=min(64, plan.wch), PREC=prec,
+        BS=min(64, max(16, next_pow2(c.slc_block))), PREC=prec,
         num_warps=plan.warps, num_stages=plan.stages,
     )
     td._combine_kernel[(batch * q_heads,)](

@@ -3,18 +3,20 @@
 A decode step is four launches, none of which needs the host to know the sequence lengths
 (they are read on the device), so a step can be captured in a CUDA graph:
 
-  _cmp_kernel      grid (B*H, P_CMP): compressed attention split over the compressed tokens
-                   (flash-decoding). Each program writes a partial output with its base-2
-                   running max and sum, and, per tile of BN compressed tokens, the partial
-                   block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each query
-                   head and each selection block j the tile touches, with that m_tile.
+  _cmp_kernel      grid (B*H, P_CMP + P_WIN): programs s < P_CMP do compressed attention split
+                   over the compressed tokens (flash-decoding). Each writes a partial output with
+                   its base-2 running max and sum, and, per tile of BN compressed tokens, the
+                   partial block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each
+                   query head and each selection block j the tile touches, with that m_tile.
+                   The others attend to a slice of the sliding window (which needs no selection,
+                   so its reads overlap the compressed ones) and write a partial output.
   _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials (and, when
                    P_SEL is large, the merged compressed output of G/P_SEL query heads), importance
                    of BB selection blocks (summed over the G heads of the group), forced blocks,
                    and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
-  _sparse_kernel   grid (B*H, ceil(n/SB) + P_WIN): program s < ceil(n/SB) merges the local top-n
-                   lists (tl.topk again) and attends to the blocks of global rank s*SB .. s*SB+SB-1;
-                   the others attend to a slice of the sliding window. Each writes a partial output.
+  _sparse_kernel   grid (B*H, ceil(n/SB)): program s merges the local top-n lists (tl.topk
+                   again) and attends to the blocks of global rank s*SB .. s*SB+SB-1, writing a
+                   partial output.
   _combine_kernel  grid (B*HQ,): merges the partials of each branch (the compressed one unless
                    _select_kernel did) and writes the gated sum.
 
@@ -130,49 +132,56 @@ def _store_partial(WO, WM, WL, slot, m_i, l_i, acc, G: tl.constexpr, GP: tl.cons
 
 @triton.jit
 def _cmp_kernel(
-    Q, KC, VC, LEN, WO, WM, WL, WIMP, WIMPM,
-    s_q_b, s_q_h, s_kc_b, s_kc_h, s_kc_t, s_vc_b, s_vc_h, s_vc_t, qk_scale,
+    Q, KC, VC, KW, VW, LEN, WO, WM, WL, WIMP, WIMPM,
+    s_q_b, s_q_h, s_kc_b, s_kc_h, s_kc_t, s_vc_b, s_vc_h, s_vc_t,
+    s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    WINDOW: tl.constexpr, WCH: tl.constexpr, BW: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    N_SLOTS: tl.constexpr, TILES: tl.constexpr, BN: tl.constexpr, N_TILES_CAP: tl.constexpr,
-    BPT: tl.constexpr, NBT: tl.constexpr, BNBT: tl.constexpr, PREC: tl.constexpr,
+    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, TILES: tl.constexpr, BN: tl.constexpr,
+    N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr, BNBT: tl.constexpr, PREC: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
     b = bh // H
     h = bh % H
     length = tl.load(LEN + b)
-    n_cmp = tl.where(length >= CMP_BLOCK, (length - CMP_BLOCK) // CMP_STRIDE + 1, 0)
-    n_tiles = tl.cdiv(n_cmp, BN)
-    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
-    rows = tl.arange(0, GP)
-    row_ok = rows < G
-    cols = tl.arange(0, BNBT)
-    m_i = tl.full([GP], float("-inf"), tl.float32)
-    l_i = tl.zeros([GP], tl.float32)
-    acc = tl.zeros([GP, BDV], tl.float32)
-    kc = KC + b * s_kc_b + h * s_kc_h
-    vc = VC + b * s_vc_b + h * s_vc_h
-    # Overlap (in units of d) of a tile's compressed token r with the tile's selection block c:
-    # the same for every tile, as a tile starts on a selection-block boundary (BN*d = BPT*l').
-    tok_lo = tl.arange(0, BN) * CMP_STRIDE
-    blk_lo = cols * SLC_BLOCK
-    ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
-          - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
-    w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
-    t_lo = s * TILES
-    t_hi = tl.minimum(t_lo + TILES, n_tiles)
-    for tile in range(t_lo, t_hi):
-        i = tile * BN + tl.arange(0, BN)
-        m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, i < n_cmp, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
-                                        DK, DV, BDK, BDV, PREC)
-        imp = tl.dot(p, w, input_precision="tf32x3")  # w holds small integers: exact in tf32
-        at = (bh * N_TILES_CAP + tile) * G
-        tl.store(WIMP + (at + rows)[:, None] * NBT + cols[None, :], imp,
-                 mask=row_ok[:, None] & (cols < NBT)[None, :])
-        tl.store(WIMPM + at + rows, m_i, mask=row_ok)
-    _store_partial(WO, WM, WL, bh * N_SLOTS + s, m_i, l_i, acc, G, GP, DV, BDV)
+    if s >= P_CMP:  # a slice of the sliding window, into slot P_CMP + SLC_PROGS + (s - P_CMP)
+        _window_slice(Q, KW, VW, WO, WM, WL, b, h, bh, s - P_CMP, length, s_q_b, s_q_h,
+                      s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale, G, GP, DK, DV, BDK, BDV,
+                      WINDOW, WCH, BW, N_SLOTS, P_CMP + SLC_PROGS, PREC)
+    else:
+        n_cmp = tl.where(length >= CMP_BLOCK, (length - CMP_BLOCK) // CMP_STRIDE + 1, 0)
+        n_tiles = tl.cdiv(n_cmp, BN)
+        q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
+        rows = tl.arange(0, GP)
+        row_ok = rows < G
+        cols = tl.arange(0, BNBT)
+        m_i = tl.full([GP], float("-inf"), tl.float32)
+        l_i = tl.zeros([GP], tl.float32)
+        acc = tl.zeros([GP, BDV], tl.float32)
+        kc = KC + b * s_kc_b + h * s_kc_h
+        vc = VC + b * s_vc_b + h * s_vc_h
+        # Overlap (in units of d) of a tile's compressed token r with the tile's selection block c:
+        # the same for every tile, as a tile starts on a selection-block boundary (BN*d = BPT*l').
+        tok_lo = tl.arange(0, BN) * CMP_STRIDE
+        blk_lo = cols * SLC_BLOCK
+        ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
+              - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
+        w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
+        t_lo = s * TILES
+        t_hi = tl.minimum(t_lo + TILES, n_tiles)
+        for tile in range(t_lo, t_hi):
+            i = tile * BN + tl.arange(0, BN)
+            m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, i < n_cmp, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
+                                            DK, DV, BDK, BDV, PREC)
+            imp = tl.dot(p, w, input_precision="tf32x3")  # w holds small integers: exact in tf32
+            at = (bh * N_TILES_CAP + tile) * G
+            tl.store(WIMP + (at + rows)[:, None] * NBT + cols[None, :], imp,
+                     mask=row_ok[:, None] & (cols < NBT)[None, :])
+            tl.store(WIMPM + at + rows, m_i, mask=row_ok)
+        _store_partial(WO, WM, WL, bh * N_SLOTS + s, m_i, l_i, acc, G, GP, DV, BDV)
 
 
 @triton.jit
@@ -260,16 +269,34 @@ def _rank_key(key, j):
 
 
 @triton.jit
+def _window_slice(Q, KW, VW, WO, WM, WL, b, h, bh, w, length, s_q_b, s_q_h,
+                  s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
+                  G: tl.constexpr, GP: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+                  BDK: tl.constexpr, BDV: tl.constexpr, WINDOW: tl.constexpr, WCH: tl.constexpr,
+                  BW: tl.constexpr, N_SLOTS: tl.constexpr, FIRST_SLOT: tl.constexpr, PREC: tl.constexpr):
+    """Slice w (WCH tokens) of the sliding window: a partial output into slot FIRST_SLOT + w."""
+    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
+    m_i = tl.full([GP], float("-inf"), tl.float32)
+    l_i = tl.zeros([GP], tl.float32)
+    acc = tl.zeros([GP, BDV], tl.float32)
+    kw = KW + b * s_kw_b + h * s_kw_h
+    vw = VW + b * s_vw_b + h * s_vw_h
+    start = tl.maximum(length - WINDOW, 0) + w * WCH
+    for off in range(0, WCH, BW):
+        pos = start + off + tl.arange(0, BW)
+        m_i, l_i, acc, p = _attend_tile(q, kw, vw, pos, pos < length, s_kw_t, s_vw_t, m_i, l_i, acc, qk_scale,
+                                        DK, DV, BDK, BDV, PREC)
+    _store_partial(WO, WM, WL, bh * N_SLOTS + FIRST_SLOT + w, m_i, l_i, acc, G, GP, DV, BDV)
+
+
+@triton.jit
 def _sparse_kernel(
-    Q, KS, VS, KW, VW, LEN, CAND, WO, WM, WL,
-    s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t,
-    s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
+    Q, KS, VS, LEN, CAND, WO, WM, WL,
+    s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t, qk_scale,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    SLC_BLOCK: tl.constexpr, WINDOW: tl.constexpr,
-    N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
-    KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, WCH: tl.constexpr, BW: tl.constexpr,
-    PREC: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
+    KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
@@ -280,32 +307,22 @@ def _sparse_kernel(
     m_i = tl.full([GP], float("-inf"), tl.float32)
     l_i = tl.zeros([GP], tl.float32)
     acc = tl.zeros([GP, BDV], tl.float32)
-    if s < SLC_PROGS:
-        # This program's ranks s*SB .. s*SB+SB-1 of the merged local top-n lists.
-        c = tl.arange(0, BCAND)
-        top = tl.topk(tl.load(CAND + bh * N_CAND + c, mask=c < N_CAND, other=-(1 << 62)), KP)
-        k = tl.arange(0, KP)
-        ks = KS + b * s_k_b + h * s_k_h
-        vs = VS + b * s_v_b + h * s_v_h
-        for u in tl.static_range(SB):
-            ck = tl.max(tl.where((k == s * SB + u) & (k < N_SEL), top, -(1 << 62)), axis=0)
-            if ck >= 0:  # a started block
-                blk = 2147483647 - (ck & 4294967295).to(tl.int32)
-                for off in range(0, SLC_BLOCK, BS):
-                    r = off + tl.arange(0, BS)
-                    pos = blk * SLC_BLOCK + r
-                    ok = (r < SLC_BLOCK) & (pos < length)
-                    m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
-                                                    DK, DV, BDK, BDV, PREC)
-    else:
-        kw = KW + b * s_kw_b + h * s_kw_h
-        vw = VW + b * s_vw_b + h * s_vw_h
-        start = tl.maximum(length - WINDOW, 0) + (s - SLC_PROGS) * WCH
-        for off in range(0, WCH, BW):
-            pos = start + off + tl.arange(0, BW)
-            ok = pos < length
-            m_i, l_i, acc, p = _attend_tile(q, kw, vw, pos, ok, s_kw_t, s_vw_t, m_i, l_i, acc, qk_scale,
-                                            DK, DV, BDK, BDV, PREC)
+    # This program's ranks s*SB .. s*SB+SB-1 of the merged local top-n lists.
+    c = tl.arange(0, BCAND)
+    top = tl.topk(tl.load(CAND + bh * N_CAND + c, mask=c < N_CAND, other=-(1 << 62)), KP)
+    k = tl.arange(0, KP)
+    ks = KS + b * s_k_b + h * s_k_h
+    vs = VS + b * s_v_b + h * s_v_h
+    for u in tl.static_range(SB):
+        ck = tl.max(tl.where((k == s * SB + u) & (k < N_SEL), top, -(1 << 62)), axis=0)
+        if ck >= 0:  # a started block
+            blk = 2147483647 - (ck & 4294967295).to(tl.int32)
+            for off in range(0, SLC_BLOCK, BS):
+                r = off + tl.arange(0, BS)
+                pos = blk * SLC_BLOCK + r
+                ok = (r < SLC_BLOCK) & (pos < length)
+                m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
+                                                DK, DV, BDK, BDV, PREC)
     _store_partial(WO, WM, WL, bh * N_SLOTS + P_CMP + s, m_i, l_i, acc, G, GP, DV, BDV)
 
 

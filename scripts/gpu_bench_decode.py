@@ -221,8 +221,11 @@ def fa2_step(cache: NSACache, q, seq_len: int):
     return step, "torch SDPA flash backend (FA2 code); G query heads of a KV group as G query rows"
 
 
-VARIANTS = [dict(tiles=2), dict(tiles=8), dict(cmp_tile=32), dict(cmp_tile=32, stages=3), dict(stages=3),
-            dict(blocks_per_program=4), dict(window_chunk=256)]
+VARIANTS = [dict(cmp_warps=1, tiles=2), dict(cmp_warps=2), dict(cmp_warps=2, tiles=4), dict(cmp_warps=8),
+            dict(cmp_stages=3), dict(cmp_stages=4), dict(cmp_tile=128), dict(cmp_tile=128, cmp_warps=8),
+            dict(cmp_tile=128, cmp_stages=3), dict(tiles=4), dict(tiles=2), dict(window_chunk=64),
+            dict(window_chunk=256), dict(blocks_per_program=1), dict(blocks_per_program=4), dict(warps=2),
+            dict(warps=8), dict(stages=3), dict(warps=2, blocks_per_program=1)]
 
 
 def kernel_resources():
