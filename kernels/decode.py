@@ -1,9 +1,9 @@
-"""nsa_decode: one NSA decode step over an NSACache, in four Triton launches (triton_decode.py).
+"""nsa_decode: one NSA decode step over an NSACache, in three Triton launches (triton_decode.py).
 
 The step reads N_cmp + n*l' + w cached tokens per KV head and sequence (NSA_SPEC.md,
 "Decoding with a KV cache"), split over enough programs to fill the GPU (flash-decoding):
 the compressed tokens and the window in slices (one launch: the window needs no selection),
-the selected blocks a few to a program, then a small merge. Sequence lengths are read on the device and the launch sizes
+the selected blocks a few to a program, whose last program per KV head merges and gates. Sequence lengths are read on the device and the launch sizes
 depend only on the cache's capacity, so a step is capturable in a CUDA graph.
 """
 
@@ -22,6 +22,7 @@ from .triton_common import dot_precision, new_output, next_pow2
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_CANDIDATES = 2048  # entries of the local top-n lists merged per KV head (bounds max_len)
 CMP_TILE = 64  # compressed tokens per tile (raised to l'/d when that is larger)
+MERGE_ELEMENTS = 4096  # partial-output elements the final merge holds at once per 4 warps
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,13 @@ class DecodePlan:
     @property
     def merge_cmp_in_select(self) -> bool:
         """Whether _select_kernel merges the compressed partials (each program then takes at
-        most 4 query heads; with fewer programs the loop would be a serial latency chain)."""
+        most 4 query heads; else the final merge in _sparse_kernel does)."""
         return -(-self.group // self.p_sel) <= 4
+
+    @property
+    def merged_slots(self) -> int:
+        """Partials the final merge reads per query head."""
+        return self.n_slots - (self.p_cmp if self.merge_cmp_in_select else 0)
 
     @property
     def slc_progs(self) -> int:
@@ -128,6 +134,16 @@ def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
     return ws
 
 
+def _arrivals(cache: NSACache, plan: DecodePlan) -> torch.Tensor:
+    """Per KV head, how many of the step's sparse programs have finished (zero between steps:
+    the last one resets it). One count per cache and plan, so steps over one cache must not run
+    concurrently on different streams."""
+    key = ("arrivals", plan)
+    if key not in cache.workspaces:
+        cache.workspaces[key] = torch.zeros(cache.batch * cache.kv_heads, dtype=torch.int32, device=cache.device)
+    return cache.workspaces[key]
+
+
 def _check_inputs(q, cache, g_cmp, g_slc, g_win, config):
     if not isinstance(cache, NSACache):
         raise ValueError(f"cache must be an NSACache, got {type(cache).__name__}")
@@ -203,25 +219,21 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
         BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel),
-        MERGE_CMP=plan.merge_cmp_in_select, num_warps=4,
+        MERGE_CMP=plan.merge_cmp_in_select, RPP=next_pow2(-(-g // plan.p_sel)), num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
+    bslots = next_pow2(plan.merged_slots)
     td._sparse_kernel[(bh, plan.slc_progs)](
         q, cache.k_slc, cache.v_slc, cache.lengths, ws["cand"], ws["o"], ws["m"], ws["l"],
-        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3], qk_scale,
-        **dims, **heads, SLC_BLOCK=c.slc_block,
-        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SB=plan.sb, N_SEL=plan.n_sel,
-        KP=next_pow2(plan.n_sel), N_CAND=n_cand, BCAND=next_pow2(n_cand),
-        BS=min(64, max(16, next_pow2(c.slc_block))), PREC=prec,
+        _arrivals(cache, plan), ws["o_cmp"], g_cmp, g_slc, g_win, out,
+        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3],
+        g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2), qk_scale,
+        **dims, **heads, SLC_BLOCK=c.slc_block, N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp,
+        SLC_PROGS=plan.slc_progs, SB=plan.sb, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel), N_CAND=n_cand,
+        BCAND=next_pow2(n_cand), BS=min(64, max(16, next_pow2(c.slc_block))), PREC=prec,
+        MERGE_CMP=plan.merge_cmp_in_select, BSLOTS=bslots,
+        RB=max(1, min(next_pow2(g), MERGE_ELEMENTS * plan.warps // 4 // (bslots * bdv))),
         num_warps=plan.warps, num_stages=plan.stages,
-    )
-    td._combine_kernel[(batch * q_heads,)](
-        ws["o_cmp"], ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
-        g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
-        HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
-        N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, MERGE_CMP=plan.merge_cmp_in_select,
-        BSLOTS=next_pow2(plan.n_slots - (plan.p_cmp if plan.merge_cmp_in_select else 0)),
-        num_warps=4,
     )
     if return_blocks:
         return out, _selected_blocks(ws, plan, batch, h)
