@@ -1,6 +1,6 @@
 """Triton kernels of the NSA decode step (one new query token per sequence) and of the cache append.
 
-A decode step is three launches, none of which needs the host to know the sequence lengths
+A decode step is four launches, none of which needs the host to know the sequence lengths
 (they are read on the device), so a step can be captured in a CUDA graph:
 
   _cmp_kernel      grid (B*H, P_CMP + P_WIN): programs s < P_CMP do compressed attention split
@@ -16,10 +16,9 @@ A decode step is three launches, none of which needs the host to know the sequen
                    and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
   _sparse_kernel   grid (B*H, ceil(n/SB)): program s merges the local top-n lists (tl.topk
                    again) and attends to the blocks of global rank s*SB .. s*SB+SB-1, writing a
-                   partial output. It then counts itself in (an atomic per KV head); the last of
-                   a KV head's programs merges the partials of each branch (the compressed one
-                   unless _select_kernel did) and writes the gated sum of the G query heads, and
-                   resets the count for the next step.
+                   partial output.
+  _combine_kernel  grid (B*HQ,): merges the partials of each branch (the compressed one unless
+                   _select_kernel did) and writes the gated sum.
 
 All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
 k/v [B, H, T_max, d], compressed k/v [B, H, N_max + 1, d].
@@ -187,25 +186,12 @@ def _cmp_kernel(
 
 @triton.jit
 def _merge(m, l, o, inb):
-    """Softmax-merge, along axis 1, the partials flagged inb: m, l, inb [R, S] and o [R, S, BDV]
-    give normalised outputs [R, BDV] (zeros for a row with no keys)."""
+    """Softmax-merge the partials flagged inb: normalised output [BDV] (zeros if no keys)."""
     m = tl.where(inb, m, float("-inf"))
-    m_max = tl.max(m, axis=1)
-    w = tl.where(inb, tl.exp2(m - tl.where(m_max > float("-inf"), m_max, 0.0)[:, None]), 0.0)
-    denom = tl.sum(w * l, axis=1)
-    return tl.sum(w[:, :, None] * o, axis=1) / tl.where(denom > 0, denom, 1.0)[:, None]
-
-
-@triton.jit
-def _load_partials(WO, WM, WL, at, ok, DV: tl.constexpr, BDV: tl.constexpr):
-    """(m, l, o) of the partials at row indices `at` [R, S] where ok: [R, S], [R, S], [R, S, BDV].
-    The loads bypass L1 (".cg"): other programs of the same launch may have just written them."""
-    dv = tl.arange(0, BDV)
-    m = tl.load(WM + at, mask=ok, other=float("-inf"), cache_modifier=".cg")
-    l = tl.load(WL + at, mask=ok, other=0.0, cache_modifier=".cg")
-    o = tl.load(WO + at[:, :, None] * DV + dv[None, None, :], mask=ok[:, :, None] & (dv < DV)[None, None, :],
-                other=0.0, cache_modifier=".cg")
-    return m, l, o
+    m_max = tl.max(m, axis=0)
+    w = tl.where(inb, tl.exp2(m - tl.where(m_max > float("-inf"), m_max, 0.0)), 0.0)
+    denom = tl.sum(w * l, axis=0)
+    return tl.sum(w[:, None] * o, axis=0) / tl.where(denom > 0, denom, 1.0)
 
 
 @triton.jit
@@ -216,7 +202,6 @@ def _select_kernel(
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
     BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr, MERGE_CMP: tl.constexpr,
-    RPP: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
@@ -239,6 +224,18 @@ def _select_kernel(
     l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)
     inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)
 
+    # With MERGE_CMP, the compressed branch's output of rows s, s + P_SEL, ...: its partials
+    # merged and normalised (worth it when P_SEL programs share the G rows; else _combine_kernel
+    # merges them).
+    dv = tl.arange(0, BDV)
+    for r in range(s, G if MERGE_CMP else 0, P_SEL):
+        at = (bh * N_SLOTS + ps) * G + r
+        m_r = tl.load(WM + at, mask=ps < P_CMP, other=float("-inf"))
+        l_r = tl.load(WL + at, mask=ps < P_CMP, other=0.0)
+        o_r = tl.load(WO + at[:, None] * DV + dv[None, :], mask=(ps < P_CMP)[:, None] & (dv < DV)[None, :],
+                      other=0.0)
+        tl.store(OC + (bh * G + r) * DV + dv, _merge(m_r, l_r, o_r, ps < P_CMP), mask=dv < DV)
+
     # Importance of blocks j: each tile's partial, rescaled to the global softmax, over heads;
     # a block also collects the spill of the tile before it (compressed blocks crossing its start).
     j = s * BB + tl.arange(0, BB)
@@ -260,14 +257,6 @@ def _select_kernel(
     top = tl.topk(_rank_key(key, j), KP)
     k = tl.arange(0, KP)
     tl.store(CAND + (bh * P_SEL + s) * N_SEL + k, top, mask=k < N_SEL)
-
-    if MERGE_CMP:  # the compressed branch's output of rows s, s + P_SEL, ...: its partials merged
-        r = s + P_SEL * tl.arange(0, RPP)
-        ok = (r < G)[:, None] & (ps < P_CMP)[None, :]
-        m_r, l_r, o_r = _load_partials(WO, WM, WL, (bh * N_SLOTS + ps)[None, :] * G + r[:, None], ok, DV, BDV)
-        dv = tl.arange(0, BDV)
-        tl.store(OC + (bh * G + r)[:, None] * DV + dv[None, :], _merge(m_r, l_r, o_r, ok),
-                 mask=(r < G)[:, None] & (dv < DV)[None, :])
 
 
 @triton.jit
@@ -302,13 +291,12 @@ def _window_slice(Q, KW, VW, WO, WM, WL, b, h, bh, w, length, s_q_b, s_q_h,
 
 @triton.jit
 def _sparse_kernel(
-    Q, KS, VS, LEN, CAND, WO, WM, WL, ARRIVED, OC, GC, GS, GW, O,
-    s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t, s_g_b, s_g_h, s_o_b, s_o_h, qk_scale,
+    Q, KS, VS, LEN, CAND, WO, WM, WL,
+    s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t, qk_scale,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    SLC_BLOCK: tl.constexpr, N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
-    SB: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr,
-    BS: tl.constexpr, PREC: tl.constexpr, MERGE_CMP: tl.constexpr, BSLOTS: tl.constexpr, RB: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
+    KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
 ):
     bh = tl.program_id(0)
     s = tl.program_id(1)
@@ -336,39 +324,36 @@ def _sparse_kernel(
                 m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
                                                 DK, DV, BDK, BDV, PREC)
     _store_partial(WO, WM, WL, bh * N_SLOTS + P_CMP + s, m_i, l_i, acc, G, GP, DV, BDV)
-    tl.debug_barrier()  # all of this program's partial stores come before its arrival (release)
-    if tl.atomic_add(ARRIVED + bh, 1, sem="acq_rel", scope="gpu") == SLC_PROGS - 1:
-        tl.store(ARRIVED + bh, 0)
-        tl.debug_barrier()
-        _combine_group(OC, WO, WM, WL, GC, GS, GW, O, b, h, bh, s_g_b, s_g_h, s_o_b, s_o_h,
-                       G, DV, BDV, N_SLOTS, P_CMP, SLC_PROGS, MERGE_CMP, BSLOTS, RB)
 
 
 @triton.jit
-def _combine_group(OC, WO, WM, WL, GC, GS, GW, O, b, h, bh, s_g_b, s_g_h, s_o_b, s_o_h,
-                   G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr, N_SLOTS: tl.constexpr,
-                   P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, MERGE_CMP: tl.constexpr,
-                   BSLOTS: tl.constexpr, RB: tl.constexpr):
-    """The gated sum of the G query heads of KV head bh, RB rows at a time: each branch's
-    partials merged (the compressed branch's taken from OC when _select_kernel merged it)."""
+def _combine_kernel(
+    OC, WO, WM, WL, GC, GS, GW, O,
+    s_g_b, s_g_h, s_o_b, s_o_h,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
+    N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
+    MERGE_CMP: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = pid // HQ
+    hq = pid % HQ
+    bh = b * H + hq // G
+    g = hq % G
     first: tl.constexpr = P_CMP if MERGE_CMP else 0
-    sl = first + tl.arange(0, BSLOTS)
+    sl = first + tl.arange(0, BSLOTS)  # the partials to merge here
     dv = tl.arange(0, BDV)
-    for r0 in tl.static_range(0, G, RB):
-        rows = r0 + tl.arange(0, RB)
-        r_ok = rows < G
-        ok = r_ok[:, None] & (sl < N_SLOTS)[None, :]
-        m, l, o = _load_partials(WO, WM, WL, (bh * N_SLOTS + sl)[None, :] * G + rows[:, None], ok, DV, BDV)
-        out_ok = r_ok[:, None] & (dv < DV)[None, :]
-        if MERGE_CMP:
-            o_cmp = tl.load(OC + (bh * G + rows)[:, None] * DV + dv[None, :], mask=out_ok, other=0.0)
-        else:
-            o_cmp = _merge(m, l, o, ok & (sl < P_CMP)[None, :])
-        o_slc = _merge(m, l, o, ok & ((sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))[None, :])
-        o_win = _merge(m, l, o, ok & (sl >= P_CMP + SLC_PROGS)[None, :])
-        gate = b * s_g_b + (h * G + rows) * s_g_h
-        out = (tl.load(GC + gate, mask=r_ok).to(tl.float32)[:, None] * o_cmp
-               + tl.load(GS + gate, mask=r_ok).to(tl.float32)[:, None] * o_slc
-               + tl.load(GW + gate, mask=r_ok).to(tl.float32)[:, None] * o_win)
-        tl.store(O + b * s_o_b + (h * G + rows)[:, None] * s_o_h + dv[None, :], out.to(O.dtype.element_ty),
-                 mask=out_ok)
+    ok = sl < N_SLOTS
+    at = (bh * N_SLOTS + sl) * G + g
+    m = tl.load(WM + at, mask=ok, other=float("-inf"))
+    l = tl.load(WL + at, mask=ok, other=0.0)
+    o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
+    if MERGE_CMP:
+        o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)
+    else:
+        o_cmp = _merge(m, l, o, sl < P_CMP)
+    o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))
+    o_win = _merge(m, l, o, (sl >= P_CMP + SLC_PROGS) & ok)
+    gate = b * s_g_b + hq * s_g_h
+    out = (tl.load(GC + gate).to(tl.float32) * o_cmp + tl.load(GS + gate).to(tl.float32) * o_slc
+           + tl.load(GW + gate).to(tl.float32) * o_win)
+    tl.store(O + b * s_o_b + hq * s_o_h + dv, out.to(O.dtype.element_ty), mask=dv < DV)

@@ -66,6 +66,16 @@ def _select_kernel(
     ic = tl.arange(0, BC)
     jc = tl.arange(0, BNS)
 
+    # overlap(i, j) / d of a chunk's compressed blocks i with its selection blocks j (w) and with
+    # the next chunk's first one (w_next): the same for every chunk, as a chunk of BC compressed
+    # blocks spans exactly its BNS selection blocks (BC * d = BNS * l'), so computed once
+    ov_lo = tl.maximum(ic[:, None] * CMP_STRIDE, jc[None, :] * SLC_BLOCK)
+    ov_hi = tl.minimum(ic[:, None] * CMP_STRIDE + CMP_BLOCK, (jc[None, :] + 1) * SLC_BLOCK)
+    w = tl.maximum(ov_hi - ov_lo, 0).to(tl.float32) / CMP_STRIDE
+    w_next = tl.maximum(
+        tl.minimum(ic * CMP_STRIDE + CMP_BLOCK, (BNS + 1) * SLC_BLOCK) - tl.maximum(ic * CMP_STRIDE, BNS * SLC_BLOCK), 0
+    ).to(tl.float32) / CMP_STRIDE
+
     keys = tl.full([BT, R], -4294967296, tl.int64)  # score key -1 (nothing), block LOW - 0
     carry = tl.zeros([BT], tl.float32)
     for c in range(n_chunks):
@@ -75,22 +85,13 @@ def _select_kernel(
         s = tl.dot(q, tl.trans(kc), input_precision=PREC) * qk_scale
         p = tl.where(ci[None, :] <= hi_r[:, None], tl.exp2(s - lse[:, None]), 0.0)
         pg = tl.sum(tl.reshape(p, [BT, G, BC]), 1)
-
-        # overlap(i, j) / d for the chunk's compressed blocks i and selection blocks j
-        jj = c * BNS + jc
-        ov_lo = tl.maximum(ci[:, None] * CMP_STRIDE, jj[None, :] * SLC_BLOCK)
-        ov_hi = tl.minimum(ci[:, None] * CMP_STRIDE + CMP_BLOCK, (jj[None, :] + 1) * SLC_BLOCK)
-        w = tl.maximum(ov_hi - ov_lo, 0).to(tl.float32) / CMP_STRIDE
         if MAP_DOT:
             sc = tl.dot(pg, w, input_precision="ieee")
         else:
             sc = tl.sum(pg[:, :, None] * w[None, :, :], 1)
         sc += tl.where(jc[None, :] == 0, carry[:, None], 0.0)
-        jn = c * BNS + BNS
-        w_next = tl.maximum(
-            tl.minimum(ci * CMP_STRIDE + CMP_BLOCK, (jn + 1) * SLC_BLOCK) - tl.maximum(ci * CMP_STRIDE, jn * SLC_BLOCK), 0
-        ).to(tl.float32) / CMP_STRIDE
         carry = tl.sum(pg * w_next[None, :], 1)
+        jj = c * BNS + jc
 
         started = jj[None, :] <= cur[:, None]
         forced = started & ((jj[None, :] == 0) | (jj[None, :] == cur[:, None]) | (jj[None, :] == cur[:, None] - 1))

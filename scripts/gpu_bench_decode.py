@@ -137,8 +137,8 @@ def check_appends_and_graph(config, dtype, tol):
 
 def check_replays(config, dtype, replays: int = 200):
     """B=8, 64k, HQ=64, H=4: a CUDA graph of one step replayed many times, each output (poisoned
-    before) equal to the eager step's, bit for bit. The final merge runs in whichever sparse
-    program of a KV head finishes last, so a missed write or a stale read shows up here."""
+    before) equal to the eager step's, bit for bit (a scratch slot left unwritten or read before
+    it is written shows up here)."""
     q, cache, gates = make_decode_problem(8, 65536, 64, 4, 128, 128, config, dtype, "cuda", seed=5)
     eager = nsa_decode(q, cache, *gates).clone()
     graph, out = capture(lambda: nsa_decode(q, cache, *gates))
@@ -250,7 +250,7 @@ def kernel_resources():
     from nsa_bench.kernels import triton_decode as td
 
     seen = set()
-    for name in ("_cmp_kernel", "_select_kernel", "_sparse_kernel", "_append_kernel"):
+    for name in ("_cmp_kernel", "_select_kernel", "_sparse_kernel", "_combine_kernel", "_append_kernel"):
         for dev_cache in getattr(td, name).device_caches.values():
             for kernel in dev_cache[0].values():
                 line = (f"    {name:16s} regs {kernel.n_regs:4d} spills {kernel.n_spills:4d} "
@@ -328,7 +328,7 @@ def bench(args, config, writer, copy_gbps):
                     results["best"] = (name, ms)
                     results["best_kw"] = kw
                 writer.write({**row, "impl": "nsa", "graph": graph, "status": "ok", "plan": name,
-                              "impl_detail": f"nsa_decode, 3 Triton launches, plan {plan}",
+                              "impl_detail": f"nsa_decode, 4 Triton launches, plan {plan}",
                               "ms": ms[0], "ms_p20": ms[1], "ms_p80": ms[2], "bytes": nsa_bytes,
                               "gbps": nsa_bytes / ms[0] / 1e6, "speedup_fa2": speedup, "ceiling": ceiling,
                               "efficiency": speedup / ceiling, "max_rel_err": args.max_err,
