@@ -238,11 +238,9 @@ def fa2_step(cache: NSACache, q, seq_len: int):
     return step, "torch SDPA flash backend (FA2 code); G query heads of a KV group as G query rows"
 
 
-VARIANTS = [dict(cmp_stages=3), dict(cmp_stages=4), dict(cmp_stages=3, window_chunk=256),
-            dict(cmp_stages=3, window_chunk=512), dict(cmp_stages=3, blocks_per_program=1),
-            dict(cmp_stages=3, blocks_per_program=4), dict(cmp_stages=3, tiles=4),
-            dict(cmp_stages=3, cmp_warps=2, tiles=4), dict(cmp_stages=4, tiles=4), dict(cmp_stages=3, warps=8),
-            dict(cmp_stages=3, tiles=4, blocks_per_program=1, window_chunk=256), dict(window_chunk=512)]
+VARIANTS = [dict(blocks_per_program=1), dict(blocks_per_program=4), dict(window_chunk=64), dict(window_chunk=256),
+            dict(blocks_per_program=1, window_chunk=256), dict(cmp_stages=2), dict(cmp_stages=4), dict(tiles=4),
+            dict(warps=8), dict(stages=3)]
 
 
 def kernel_resources():
