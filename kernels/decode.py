@@ -75,12 +75,6 @@ def _tile_sizes(config: NSAConfig, cmp_tile: int = CMP_TILE) -> tuple[int, int, 
     return bn, bpt, nbt
 
 
-def _programmatic_launch(device: torch.device) -> bool:
-    """Whether the step's kernels chain by programmatic dependent launch (compute capability 9+;
-    not under the interpreter)."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
-
-
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -193,7 +187,6 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
     if out is None:
         out = new_output((batch, 1, q_heads, dv), q.dtype, q.device)
     bh = batch * h
-    pdl = _programmatic_launch(q.device)
     dims = dict(H=h, G=g, GP=gp)
     heads = dict(DK=dk, DV=dv, BDK=bdk, BDV=bdv)
 
@@ -206,7 +199,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         **dims, **heads, **win, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, TILES=plan.tiles, BN=plan.bn,
         N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
-        PDL=pdl, num_warps=plan.cmp_warps, num_stages=plan.cmp_stages,
+        num_warps=plan.cmp_warps, num_stages=plan.cmp_stages,
     )
     td._select_kernel[(bh, plan.p_sel)](
         cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"], ws["o_cmp"],
@@ -214,7 +207,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
         BB=plan.bb, P_SEL=plan.p_sel, N_SEL=plan.n_sel, KP=next_pow2(plan.n_sel),
-        MERGE_CMP=plan.merge_cmp_in_select, PDL=pdl, launch_pdl=pdl, num_warps=4,
+        MERGE_CMP=plan.merge_cmp_in_select, num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
     td._sparse_kernel[(bh, plan.slc_progs)](
@@ -224,7 +217,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SB=plan.sb, N_SEL=plan.n_sel,
         KP=next_pow2(plan.n_sel), N_CAND=n_cand, BCAND=next_pow2(n_cand),
         BS=min(64, max(16, next_pow2(c.slc_block))), PREC=prec,
-        PDL=pdl, launch_pdl=pdl, num_warps=plan.warps, num_stages=plan.stages,
+        num_warps=plan.warps, num_stages=plan.stages,
     )
     td._combine_kernel[(batch * q_heads,)](
         ws["o_cmp"], ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
@@ -232,7 +225,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, MERGE_CMP=plan.merge_cmp_in_select,
         BSLOTS=next_pow2(plan.n_slots - (plan.p_cmp if plan.merge_cmp_in_select else 0)),
-        PDL=pdl, launch_pdl=pdl, num_warps=4,
+        num_warps=4,
     )
     if return_blocks:
         return out, _selected_blocks(ws, plan, batch, h)

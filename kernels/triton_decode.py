@@ -1,9 +1,7 @@
 """Triton kernels of the NSA decode step (one new query token per sequence) and of the cache append.
 
 A decode step is four launches, none of which needs the host to know the sequence lengths
-(they are read on the device), so a step can be captured in a CUDA graph. On Hopper the last
-three are programmatic dependent launches (_grid_dependency): each is scheduled while the one
-before it runs and waits for it on the device, which hides most of the launch gaps.
+(they are read on the device), so a step can be captured in a CUDA graph:
 
   _cmp_kernel      grid (B*H, P_CMP + P_WIN): programs s < P_CMP do compressed attention split
                    over the compressed tokens (flash-decoding). Each writes a partial output with
@@ -90,19 +88,6 @@ def _append_kernel(
 
 
 @triton.jit
-def _grid_dependency(PDL: tl.constexpr, WAIT: tl.constexpr, launch: tl.constexpr = True):
-    """Programmatic dependent launch (Hopper+; PDL False under the interpreter). A step's later
-    kernels are launched with launch_pdl, so each may be scheduled while the one before it runs:
-    every kernel lets the next one launch at once (launch) and, with WAIT, waits here for the
-    previous kernel to finish and flush its writes before touching any memory."""
-    if PDL:
-        if launch:
-            tl.extra.cuda.gdc_launch_dependents()
-        if WAIT:
-            tl.extra.cuda.gdc_wait()
-
-
-@triton.jit
 def _load_q(Q, b, h, s_q_b, s_q_h, G: tl.constexpr, GP: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr):
     """The G query rows of KV head h (padded to GP rows of zeros), [GP, BDK]."""
     rows = tl.arange(0, GP)
@@ -156,9 +141,7 @@ def _cmp_kernel(
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, TILES: tl.constexpr, BN: tl.constexpr,
     N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr, BNBT: tl.constexpr, PREC: tl.constexpr,
-    PDL: tl.constexpr,
 ):
-    _grid_dependency(PDL, False)
     bh = tl.program_id(0)
     s = tl.program_id(1)
     b = bh // H
@@ -219,9 +202,7 @@ def _select_kernel(
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, BP_CMP: tl.constexpr,
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
     BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr, MERGE_CMP: tl.constexpr,
-    PDL: tl.constexpr,
 ):
-    _grid_dependency(PDL, True)
     bh = tl.program_id(0)
     s = tl.program_id(1)
     b = bh // H
@@ -316,9 +297,7 @@ def _sparse_kernel(
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     SLC_BLOCK: tl.constexpr, N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
     KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
-    PDL: tl.constexpr,
 ):
-    _grid_dependency(PDL, True)
     bh = tl.program_id(0)
     s = tl.program_id(1)
     b = bh // H
@@ -353,9 +332,8 @@ def _combine_kernel(
     s_g_b, s_g_h, s_o_b, s_o_h,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
-    MERGE_CMP: tl.constexpr, PDL: tl.constexpr,
+    MERGE_CMP: tl.constexpr,
 ):
-    _grid_dependency(PDL, True, launch=False)
     pid = tl.program_id(0)
     b = pid // HQ
     hq = pid % HQ
