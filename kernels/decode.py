@@ -3,8 +3,9 @@
 The step reads N_cmp + n*l' + w cached tokens per KV head and sequence (NSA_SPEC.md,
 "Decoding with a KV cache"), split over enough programs to fill the GPU (flash-decoding):
 the compressed tokens and the window in slices (one launch: the window needs no selection),
-the selected blocks a few to a program, then a small merge. Sequence lengths are read on the device and the launch sizes
-depend only on the cache's capacity, so a step is capturable in a CUDA graph.
+the selected blocks a few to a program, then a small merge. Sequence lengths are read on the
+device and the launch sizes depend only on the cache's capacity, so a step is capturable in a
+CUDA graph.
 """
 
 from __future__ import annotations
