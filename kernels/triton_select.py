@@ -7,7 +7,8 @@ selection blocks with the overlap weights (in fp32) and keeps a running top-n pe
 only output is the selected block indices [B, T, H, n] (ascending, -1 padded).
 
 Chunks: BNS (16, or n rounded up to a power of two) selection blocks and the BNS * l'/d
-compressed blocks that start inside them. A compressed block (l <= l') ends at most one selection block later, so the part that spills
+compressed blocks that start inside them; a program's first chunks lie wholly in the causal
+range of all its rows and skip the causal mask. A compressed block (l <= l') ends at most one selection block later, so the part that spills
 past the chunk is carried into the next chunk's first column.
 
 Top-n: each (score, block) pair is packed into one int64 key, score bits high and
@@ -78,12 +79,16 @@ def _select_kernel(
 
     keys = tl.full([BT, R], -4294967296, tl.int64)  # score key -1 (nothing), block LOW - 0
     carry = tl.zeros([BT], tl.float32)
+    # the first n_full chunks lie wholly in every row's causal range: no causal mask there
+    n_full = (tl.where(t0 >= CMP_BLOCK - 1, (t0 - CMP_BLOCK + 1) // CMP_STRIDE, -1) + 1) // BC
     for c in range(n_chunks):
         ci = c * BC + ic
         kc = tl.load(KC + ((b * NC + ci).to(tl.int64) * H + h)[:, None] * DK + offk[None, :],
                      mask=(ci < NC)[:, None] & (offk[None, :] < DK), other=0.0)
         s = tl.dot(q, tl.trans(kc), input_precision=PREC) * qk_scale
-        p = tl.where(ci[None, :] <= hi_r[:, None], tl.exp2(s - lse[:, None]), 0.0)
+        p = tl.exp2(s - lse[:, None])
+        if c >= n_full:
+            p = tl.where(ci[None, :] <= hi_r[:, None], p, 0.0)
         pg = tl.sum(tl.reshape(p, [BT, G, BC]), 1)
         if MAP_DOT:
             sc = tl.dot(pg, w, input_precision="ieee")
