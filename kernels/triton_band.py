@@ -240,7 +240,8 @@ def _band_dkv_segment(
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
 # keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment).
-# Chosen on the H100 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k).
+# Chosen on the H100 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k); the H200
+# tuner picks the same (results/tune_h200.log).
 LAUNCH = {
     "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
     "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},

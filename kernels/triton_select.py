@@ -118,7 +118,7 @@ def _select_kernel(
 
 
 # Launch settings: query rows per program (tokens * G), warps, pipeline stages; chosen on the
-# H100 by scripts/gpu_check_kernels.py --tune.
+# H100 by scripts/gpu_check_kernels.py --tune; the H200 tuner picks the same (results/tune_h200.log).
 LAUNCH = {"select": {"rows": 64, "warps": 4, "stages": 2}}
 
 

@@ -23,7 +23,8 @@ from .triton_band import LOG2E
 from .triton_common import dot_precision, new_output, next_pow2
 
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
-# tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune.
+# tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune; the H200
+# tuner picks the same (results/tune_h200.log).
 LAUNCH = {
     "slc_fwd": {"warps": 2, "stages": 2},
     "slc_dq": {"warps": 2, "stages": 2},
