@@ -47,15 +47,19 @@ def env() -> None:
 
 @app.command()
 def train(
-    data: str = typer.Option(..., "--data", help="Text file or folder of .txt/.md files to train on."),
+    data: str = typer.Option(None, "--data", help="Text file or folder of .txt/.md files to train on (default: the Python standard library's sources plus generated prose, found on every machine)."),
     attn: str = typer.Option("both", "--attn", help="nsa, full, or both (a pair: same seed, data order and budget)."),
-    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (23M full / 30M NSA params, 8k context)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (23M full / 30M NSA params, 8k context), needle (the retrieval recipe: GQA group 16, 4k context, subword tokenizer)."),
     ctx: int = typer.Option(None, "--ctx", help="Context length in tokens (default: the preset's; tiny 256, small 2048, gpu 8192)."),
     batch: int = typer.Option(None, "--batch", help="Sequences per step (default: the preset's)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Step budget per model."),
     time_budget: float = typer.Option(None, "--time-budget", help="Seconds of training per model (eval, checkpoints not counted)."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
-    synthetic_frac: float = typer.Option(0.25, "--synthetic-frac", help="Share of each batch that is passkey / key-value retrieval."),
+    retrieval_frac: float = typer.Option(0.75, "--retrieval-frac", help="Share of each batch that is dense needle-family retrieval rows (the rest: plain text)."),
+    answer_weight: float = typer.Option(1.0, "--answer-weight", help="Weight of the answer tokens' mean loss, added to the mean loss of all tokens."),
+    curriculum: float = typer.Option(None, "--curriculum", help="Share of the budget spent at ctx/8, ctx/4, ctx/2 before ctx (default: the preset's; needle 0.3, others 0)."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="byte, bpe (train one on the data, saved with the checkpoints) or a tokenizer folder (default: the preset's)."),
+    workers: int = typer.Option(0, "--workers", help="Processes that build batches ahead (0: in the training process)."),
     eval_every: int = typer.Option(None, "--eval-every", help="Steps between held-out evaluations (default: the preset's)."),
     save_every: int = typer.Option(200, "--save-every", help="Steps between checkpoints (and one at the end)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the data order."),
@@ -67,13 +71,14 @@ def train(
     plot: str = typer.Option(None, "--plot", help="Loss plot PNG (default: OUT/train_loss.png)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT up to the budget."),
 ) -> None:
-    """Train an NSA / full-attention pair (or one model) on local text plus synthetic retrieval; CSV, plot, checkpoints."""
+    """Train an NSA / full-attention pair (or one model) on text plus dense needle-family retrieval; CSV, plot, checkpoints."""
     from nsa_bench.train import TrainConfig
     from nsa_bench.train import train as run_training
 
     config = TrainConfig(
         data=data, out=out, preset=preset, attention=attn, ctx=ctx, batch=batch, max_steps=max_steps,
-        time_budget=time_budget, lr=lr, synthetic_frac=synthetic_frac, eval_every=eval_every,
+        time_budget=time_budget, lr=lr, retrieval_frac=retrieval_frac, answer_weight=answer_weight,
+        curriculum=curriculum, tokenizer=tokenizer, workers=workers, eval_every=eval_every,
         save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
     )
     try:

@@ -1,5 +1,11 @@
 """Train one model, or an NSA / full-attention pair with the same seed, data order and budget.
 
+The recipe that makes a small model retrieve (see README, "Training"): a corpus too large to memorise
+(the default corpus, nsa_bench.corpus), a subword tokenizer trained on it and saved with the
+checkpoints, dense retrieval rows from the needle family with the answers' loss weighted up
+(answer_weight), and a curriculum that starts at ctx/8 and doubles to ctx over the first
+`curriculum` share of the budget (the batch keeps its tokens).
+
 Each step's loss, answer loss (on the synthetic retrieval answers) and throughput go to a CSV as
 they are produced; held-out loss and retrieval accuracy every eval_every steps; a checkpoint (a
 directory load_lm reads, plus the optimizer state) every save_every steps and at the end. The
@@ -21,24 +27,30 @@ from torch.nn import functional as F
 from nsa_bench.models import Transformer, load_checkpoint, preset, save_checkpoint
 from nsa_bench.models.model import bf16_autocast
 from nsa_bench.models.nsa_backend import nsa_function
-from nsa_bench.models.tokenizer import load_tokenizer
+from nsa_bench.models.tokenizer import load_tokenizer, train_bpe
 from nsa_bench.results import ResultWriter
-from nsa_bench.train_data import TrainData, load_corpus
+from nsa_bench.corpus import default_corpus, describe_default_corpus
+from nsa_bench.prefetch import Prefetcher
+from nsa_bench.train_data import TrainData, load_corpus, tokenizer_text
 
 # Training settings that suit each model preset (TrainConfig fields left None take these).
 PRESET_DEFAULTS = {
     "tiny": dict(ctx=256, batch=4, lr=3e-3, warmup_steps=2, eval_every=10, eval_batches=1),
     "small": dict(ctx=2048, batch=8, lr=2e-3, warmup_steps=20, eval_every=50, eval_batches=2),
     "gpu": dict(ctx=8192, batch=8, lr=1e-3, warmup_steps=30, eval_every=100, eval_batches=2),
+    "needle": dict(ctx=4096, batch=16, lr=2e-3, warmup_steps=50, eval_every=200, eval_batches=2, curriculum=0.3),
 }
+
+
+BPE_VOCAB = 4096  # the subword tokenizer trained for the 'bpe' presets
 
 
 @dataclass
 class TrainConfig:
     """What to train and for how long; None fields take the preset's defaults (PRESET_DEFAULTS)."""
 
-    data: str
-    out: str
+    data: str | None = None
+    out: str = "runs/train"
     preset: str = "tiny"
     attention: str = "both"
     ctx: int | None = None
@@ -49,7 +61,11 @@ class TrainConfig:
     warmup_steps: int | None = None
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    synthetic_frac: float = 0.25
+    retrieval_frac: float = 0.75
+    answer_weight: float = 1.0
+    curriculum: float | None = None
+    tokenizer: str | None = None
+    workers: int = 0
     eval_every: int | None = None
     eval_batches: int | None = None
     save_every: int = 200
@@ -71,7 +87,14 @@ class TrainConfig:
         if self.max_steps is None and self.time_budget is None:
             raise ValueError("give a budget: a step count (--max-steps) and/or seconds (--time-budget)")
         values = {**PRESET_DEFAULTS[self.preset], **{k: v for k, v in asdict(self).items() if v is not None}}
+        values.setdefault("curriculum", 0.0)
         cfg = TrainConfig(**values)
+        if not 0 <= cfg.curriculum < 1:
+            raise ValueError(f"curriculum must be a share of the budget in [0, 1), got {cfg.curriculum}")
+        if cfg.answer_weight < 0:
+            raise ValueError(f"answer weight must be at least 0, got {cfg.answer_weight}")
+        if cfg.workers < 0:
+            raise ValueError(f"workers must be at least 0, got {cfg.workers}")
         for name in ("ctx", "batch", "eval_every", "eval_batches", "save_every"):
             if getattr(cfg, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
@@ -105,12 +128,25 @@ def progress_of(cfg: TrainConfig, step: int, wall: float) -> float:
     return max(parts)
 
 
-def lm_loss(model: Transformer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean next-token loss, per-token losses [B, T], and per-token argmax hits [B, T]."""
+def length_at(cfg: TrainConfig, progress: float) -> int:
+    """The curriculum: ctx/8, ctx/4, ctx/2 (those of at least 128 tokens) in equal shares of the first
+    `curriculum` of the budget, then ctx."""
+    stages = [cfg.ctx >> i for i in (3, 2, 1) if cfg.ctx >> i >= 128]
+    if not cfg.curriculum or progress >= cfg.curriculum or not stages:
+        return cfg.ctx
+    return stages[min(len(stages) - 1, int(progress / cfg.curriculum * len(stages)))]
+
+
+def lm_loss(model: Transformer, ids: torch.Tensor, mask: torch.Tensor | None = None, answer_weight: float = 0.0):
+    """Training loss (mean next-token loss, plus answer_weight x the mean over the answer tokens of
+    mask), per-token losses [B, T], and per-token argmax hits [B, T]."""
     logits = model(ids[:, :-1])
     targets = ids[:, 1:]
-    per_token = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
-    return per_token.mean(), per_token.detach(), (logits.detach().argmax(-1) == targets)
+    per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view_as(targets)
+    loss = per_token.mean()
+    if answer_weight and mask is not None and mask.any():
+        loss = loss + answer_weight * per_token[mask].mean()
+    return loss, per_token.detach(), (logits.detach().argmax(-1) == targets)
 
 
 def _sync(device: torch.device) -> None:
@@ -162,7 +198,8 @@ class _Run:
         self.cfg, self.attention, self.device = cfg, attention, device
         self.dir = Path(cfg.out) / attention
         vocab = preset(cfg.preset).vocab_size if tokenizer.name == "byte" else _round_up(tokenizer.vocab_size, 64)
-        changes = dict(attention=attention, max_seq_len=cfg.ctx, vocab_size=vocab, **({"nsa": cfg.nsa} if cfg.nsa else {}))
+        changes = dict(attention=attention, max_seq_len=cfg.ctx, vocab_size=vocab, tokenizer=tokenizer.name,
+                       **({"nsa": cfg.nsa} if cfg.nsa else {}))
         torch.manual_seed(cfg.seed)
         state = None
         if cfg.resume and (self.dir / "train_state.pt").is_file():
@@ -200,7 +237,7 @@ class _Run:
         _sync(self.device)
         t0 = time.perf_counter()
         with bf16_autocast(self.device):
-            loss, per_token, _ = lm_loss(self.model, ids)
+            loss, per_token, _ = lm_loss(self.model, ids, mask, cfg.answer_weight)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.opt.step()
@@ -213,7 +250,8 @@ class _Run:
         self.tokens += n_tokens
         answer_loss = float(per_token[mask].mean()) if mask.any() else float("nan")
         peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else float("nan")
-        return {"step": self.step, "loss": float(loss.detach()), "answer_loss": answer_loss, "lr": lr,
+        return {"step": self.step, "loss": float(per_token.mean()), "answer_loss": answer_loss, "lr": lr,
+                "length": ids.shape[1] - 1,
                 "grad_norm": float(grad_norm), "step_s": seconds, "tokens_per_s": n_tokens / seconds,
                 "wall_s": self.wall, "tokens": self.tokens, "peak_mem_gb": peak}
 
@@ -227,18 +265,36 @@ class _Run:
 
     @torch.no_grad()
     def evaluate(self, data: TrainData) -> dict:
-        """Held-out text loss and exact-match accuracy on held-out retrieval answers."""
+        """Held-out text loss, and exact match on held-out needle-family prompts at ctx (every answer
+        token the argmax, i.e. what greedy decoding writes), overall and per task."""
         self.model.eval()
-        losses, hits = [], []
+        losses, hits, tasks = [], [], []
         with bf16_autocast(self.device):
             for i in range(self.cfg.eval_batches):
                 ids = data.val_text(i).to(self.device)
                 losses.append(float(lm_loss(self.model, ids)[0]))
-            ids, mask = (x.to(self.device) for x in data.val_retrieval(0))
-            _, _, hit = lm_loss(self.model, ids)
-            hits = [bool(hit[r][mask[r]].all()) for r in range(ids.shape[0])]
+            for i in range(self.cfg.eval_batches):
+                ids, mask, names = data.val_retrieval(i)
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                hit = lm_loss(self.model, ids)[2]
+                hits += [bool(hit[r][mask[r]].all()) for r in range(ids.shape[0])]
+                tasks += names
         self.model.train()
-        return {"val_loss": sum(losses) / len(losses), "val_answer_acc": sum(hits) / len(hits), "val_answer_n": len(hits)}
+        per_task = {f"val_em_{t}": sum(h for h, n in zip(hits, tasks) if n == t) / tasks.count(t) for t in dict.fromkeys(tasks)}
+        return {"val_loss": sum(losses) / len(losses), "val_answer_acc": sum(hits) / len(hits),
+                "val_answer_n": len(hits), **per_task}
+
+
+def training_tokenizer(cfg: TrainConfig, text: str):
+    """cfg.tokenizer, else the preset's: 'byte', a tokenizer directory, or 'bpe': a BPE tokenizer
+    trained on the corpus and the needle family's wording, saved as OUT/tokenizer (reused on resume)."""
+    spec = cfg.tokenizer or preset(cfg.preset).tokenizer
+    if spec != "bpe":
+        return load_tokenizer(spec)
+    path = Path(cfg.out).resolve() / "tokenizer"
+    if cfg.resume and path.is_dir():
+        return load_tokenizer(str(path))
+    return train_bpe(tokenizer_text(text, cfg.seed), path, BPE_VOCAB)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -252,8 +308,10 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
     """
     cfg = cfg.resolved()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = load_tokenizer(preset(cfg.preset).tokenizer)
-    data = TrainData(load_corpus(cfg.data), tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.synthetic_frac)
+    text = load_corpus(cfg.data) if cfg.data else default_corpus(seed=cfg.seed)
+    tokenizer = training_tokenizer(cfg, text)
+    data = TrainData(text, tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.retrieval_frac)
+    batches = Prefetcher(data, cfg.workers)  # forks its workers now, before CUDA starts
     if device.type == "cuda" and cfg.nsa_impl == "auto":
         cfg.nsa_impl = "triton"  # training at long context on a GPU: never fall back to the reference silently
     if "nsa" in cfg.attentions:
@@ -264,7 +322,9 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
         csv.unlink()
     writer = ResultWriter(csv, extra={
         "kind": "train", "suite": "train", "model": cfg.preset, "ctx_len": cfg.ctx, "batch": cfg.batch,
-        "seed": cfg.seed, "data": cfg.data, "synthetic_frac": cfg.synthetic_frac, "n_text_tokens": data.n_text_tokens,
+        "seed": cfg.seed, "data": cfg.data or describe_default_corpus(), "tokenizer": tokenizer.name,
+        "retrieval_frac": cfg.retrieval_frac, "answer_weight": cfg.answer_weight, "curriculum": cfg.curriculum,
+        "n_text_tokens": data.n_text_tokens,
         "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget, **cfg.extra,
     })
     finals = {}
@@ -274,10 +334,11 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
         fixed = {"attention": attention, "params": run.model.num_params(), "status": "ok",
                  "nsa_config": run.model.cfg.nsa if attention == "nsa" else "",
                  "impl_detail": nsa_runs if attention == "nsa" else f"torch SDPA ({device.type})"}
-        finals[attention] = _train_one(cfg, run, data, writer, fixed, on_step, progress)
+        finals[attention] = _train_one(cfg, run, data, batches, writer, fixed, on_step, progress)
         del run
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    batches.close()
     if finals:
         from nsa_bench.train_plot import plot_training
 
@@ -285,21 +346,24 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
     return finals
 
 
-def _train_one(cfg, run: _Run, data: TrainData, writer: ResultWriter, fixed: dict, on_step, show: bool) -> dict:
+def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: ResultWriter, fixed: dict, on_step,
+               show: bool) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     row: dict = {}
     if run.done():
         return {**fixed, "step": run.step, "wall_s": run.wall}
-    if run.device.type == "cuda":
-        run.warm_up(data.batch_at(-1)[0])
+    if run.device.type == "cuda":  # compile the kernels for every length the curriculum uses
+        for length in sorted({length_at(cfg, p / 100) for p in range(100)}):
+            run.warm_up(data.batch_at(-1, length)[0])
     columns = [TextColumn(f"[bold]{run.attention:4s}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
     with Progress(*columns, disable=not show, transient=False) as bar:
         task = bar.add_task(run.attention, total=1.0, info="", completed=progress_of(cfg, run.step, run.wall))
         try:
             while not run.done():
-                row = {**fixed, **run.train_step(*data.batch_at(run.step))}
+                length = length_at(cfg, progress_of(cfg, run.step, run.wall))
+                row = {**fixed, **run.train_step(*batches.get(run.step, length))}
                 if run.step % cfg.eval_every == 0 or run.done():
                     row.update(run.evaluate(data))
                 writer.write(row)

@@ -1,12 +1,13 @@
-"""Training data: windows of local text mixed with synthetic long-context retrieval examples.
+"""Training data: windows of text mixed with dense retrieval rows from the needle family.
 
-Every batch is a pure function of (seed, step), so an NSA / full pair sees the same data in the same
-order, and a resumed run continues with the batches it would have seen.
+Every batch is a pure function of (seed, step, length), so an NSA / full pair sees the same data in
+the same order, and a resumed run continues with the batches it would have seen.
 
-Synthetic examples fill the whole context (so retrieval spans it):
-  passkey  a 5-digit key hidden at a random depth in essay text, asked for at the end
-  kv       a list of random hex key/value pairs; the value of one key is asked for at the end
-The answer tokens are marked, so their loss and exact-match accuracy can be reported apart.
+A retrieval row (`retrieval_row`) is text with the needles of several task instances of the needle
+family (suites/needle_tasks.py) hidden at random depths, then every instance's question followed by
+its answer: many answers per row, keys at every depth, so retrieval pays from the first steps. The
+answer tokens are marked, so their loss and exact-match accuracy can be reported apart. Held-out
+rows (`val_retrieval`) are shaped like the needle suite's prompts: one question, at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import torch
 
+from nsa_bench.suites.needle_tasks import INTRO, TASKS, make_instance
+
 TEXT_SUFFIXES = (".txt", ".md", ".text")
+NEEDLE_SHARE = 0.4  # at most this share of a retrieval row is needles, questions and answers
 
 
 def load_corpus(path: str | Path) -> str:
@@ -37,65 +41,105 @@ def load_corpus(path: str | Path) -> str:
 
 @dataclass
 class Example:
-    """ids: ctx+1 tokens (inputs are ids[:-1], targets ids[1:]); answer: [start, end) of the answer in ids."""
+    """ids: length+1 tokens (inputs ids[:-1], targets ids[1:]); answers: [start, end) spans of answers in ids."""
 
     ids: list[int]
-    answer: tuple[int, int]
+    answers: list[tuple[int, int]]
 
 
-def _assemble(parts: list[list[int]], answer: list[int], length: int) -> Example:
-    ids = [t for p in parts for t in p]
-    ids = (ids + answer)[-length:]
-    return Example(ids, (len(ids) - len(answer), len(ids)))
-
-
-def passkey_example(rng: random.Random, text_ids: list[int], tokenizer, length: int) -> Example:
-    """A passkey hidden in essay text at a random depth, asked for at the end; `length` tokens in all."""
-    key = str(rng.randint(10000, 99999))
-    head = tokenizer.encode("A pass key is hidden in this text. Find it and remember it.\n")
-    needle = tokenizer.encode(f"\nThe pass key is {key}. Remember it. {key} is the pass key.\n")
-    question = tokenizer.encode("\nWhat is the pass key? The pass key is ")
-    answer = tokenizer.encode(key)
-    n_fill = max(0, length - len(head) - len(needle) - len(question) - len(answer))
+def _fill(parts: list[list[int]], text_ids: list[int], n_fill: int, rng: random.Random) -> list[int]:
+    """parts (needles) hidden at random token positions of a random window of n_fill text tokens."""
     start = rng.randrange(0, max(1, len(text_ids) - n_fill))
     filler = text_ids[start : start + n_fill]
-    cut = rng.randint(0, len(filler))
-    return _assemble([head, filler[:cut], needle, filler[cut:], question], answer, length)
+    cuts = sorted(rng.randint(0, len(filler)) for _ in parts)
+    out, prev = [], 0
+    for cut, part in zip(cuts, parts):
+        out += filler[prev:cut] + part
+        prev = cut
+    return out + filler[prev:]
 
 
-def kv_example(rng: random.Random, tokenizer, length: int) -> Example:
-    """Random hex key/value pairs filling the context, then the value of one of them is asked for."""
-    head = tokenizer.encode("Remember the value of each key.\n")
-    pairs, used = [], len(head)
-    keys: list[tuple[str, str]] = []
-    budget = length - 64
-    while True:
-        k, v = f"{rng.getrandbits(32):08x}", f"{rng.getrandbits(32):08x}"
-        line = tokenizer.encode(f"key {k} value {v}\n")
-        if used + len(line) > budget and keys:
+def _encode_all(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's ids, in one call where the tokenizer can batch."""
+    batch = getattr(tokenizer, "encode_batch", None)
+    return batch(texts) if batch else [tokenizer.encode(t) for t in texts]
+
+
+def retrieval_row(rng: random.Random, text_ids: list[int], tokenizer, length: int, tasks=TASKS) -> Example:
+    """`length` tokens: intro, text with the needles of several instances, then each question and answer."""
+    taken: set[str] = set()
+    # instances until their needles, questions and answers would pass NEEDLE_SHARE of the row (estimated
+    # at 3 characters a token, then measured)
+    instances, chars = [], 0
+    while chars < 3 * NEEDLE_SHARE * length or not instances:
+        inst = make_instance(rng.choice(tasks), rng, taken)
+        instances.append(inst)
+        chars += sum(map(len, inst.needles)) + len(inst.question) + len(inst.answer)
+    texts = [INTRO]
+    for inst in instances:
+        texts += ["\n" + n + "\n" for n in inst.needles] + ["\n" + inst.question, inst.answer]
+    encoded = iter(_encode_all(tokenizer, texts))
+    intro = next(encoded)
+    needles, qa, used = [], [], 0
+    for inst in instances:
+        parts = [next(encoded) for _ in inst.needles]
+        question, answer = next(encoded), next(encoded)
+        cost = sum(map(len, parts)) + len(question) + len(answer)
+        if used + cost > NEEDLE_SHARE * length and qa:
             break
-        pairs.append(line)
-        keys.append((k, v))
-        used += len(line)
-    k, v = keys[rng.randrange(len(keys))]
-    question = tokenizer.encode(f"\nThe value of key {k} is ")
-    answer = tokenizer.encode(v)
-    n_pad = max(0, length - used - len(question) - len(answer))
-    pad = (tokenizer.encode("\n") * n_pad)[:n_pad]
-    return _assemble([head, pad, *pairs, question], answer, length)
+        used += cost
+        needles += parts
+        qa.append((question, answer))
+    rng.shuffle(needles)
+    n_fill = max(0, length - len(intro) - used)
+    ids = intro + _fill(needles, text_ids, n_fill, rng)
+    rng.shuffle(qa)
+    answers = []
+    for question, answer in qa:
+        ids += question
+        answers.append((len(ids), len(ids) + len(answer)))
+        ids += answer
+    return _trim(ids, answers, length)
+
+
+def prompt_row(rng: random.Random, text_ids: list[int], tokenizer, length: int, task: str) -> Example:
+    """One instance shaped like a needle-suite prompt: intro, text with its needles, its question, the answer."""
+    inst = make_instance(task, rng, set())
+    intro, question, answer, *needles = _encode_all(
+        tokenizer, [INTRO, "\n" + inst.question, inst.answer] + ["\n" + n + "\n" for n in inst.needles])
+    n_fill = max(0, length - len(intro) - sum(map(len, needles)) - len(question) - len(answer))
+    ids = intro + _fill(needles, text_ids, n_fill, rng) + question
+    return _trim(ids + answer, [(len(ids), len(ids) + len(answer))], length)
+
+
+def _trim(ids: list[int], answers: list[tuple[int, int]], length: int) -> Example:
+    """Keep the last `length` tokens (a row may overshoot by a few when the text is short)."""
+    cut = max(0, len(ids) - length)
+    return Example(ids[cut:], [(a - cut, b - cut) for a, b in answers if a >= cut])
+
+
+def tokenizer_text(text: str, seed: int, max_chars: int = 16 * 2**20, n_instances: int = 3000) -> str:
+    """What a subword tokenizer is trained on: up to max_chars of the corpus and the needle family's
+    wording (n_instances rendered), so the wording's words are tokens."""
+    rng = random.Random(f"{seed}:tokenizer")
+    shown = []
+    for i in range(n_instances):
+        inst = make_instance(TASKS[i % len(TASKS)], rng)
+        shown.append(INTRO + "\n".join(inst.needles) + "\n" + inst.question + inst.answer)
+    return text[:max_chars] + "\n".join(shown)
 
 
 class TrainData:
-    """Batches [B, ctx+1] of token ids with an answer mask [B, ctx] over the targets.
+    """Batches [B, length+1] of token ids with an answer mask [B, length] over the targets.
 
-    synthetic_frac of each batch's rows (rounded) are retrieval examples, alternating passkey and kv;
-    the rest are random windows of the text. The last val_frac of the text is held out for validation.
+    retrieval_frac of each batch's rows (rounded) are dense retrieval rows; the rest are random
+    windows of the text. The last val_frac of the text is held out for validation.
     """
 
     def __init__(self, text: str, tokenizer, ctx: int, batch: int, seed: int,
-                 synthetic_frac: float = 0.25, val_frac: float = 0.1):
-        if not 0 <= synthetic_frac <= 1:
-            raise ValueError(f"synthetic fraction must be in [0, 1], got {synthetic_frac}")
+                 retrieval_frac: float = 0.5, val_frac: float = 0.05):
+        if not 0 <= retrieval_frac <= 1:
+            raise ValueError(f"retrieval fraction must be in [0, 1], got {retrieval_frac}")
         ids = tokenizer.encode(text)
         split = int(len(ids) * (1 - val_frac))
         self.train_ids, self.val_ids = ids[:split], ids[split:]
@@ -106,39 +150,40 @@ class TrainData:
             self.train_ids, self.val_ids = self.train_ids * reps, self.val_ids * reps
         self.n_text_tokens = len(ids)
         self.tokenizer, self.ctx, self.batch, self.seed = tokenizer, ctx, batch, seed
-        self.n_synthetic = round(synthetic_frac * batch)
+        self.retrieval_frac = retrieval_frac
 
-    def _rows(self, rng: random.Random, text_ids: list[int], n_text: int, n_synth: int) -> list[Example]:
-        rows = []
-        for _ in range(n_text):
-            start = rng.randrange(0, len(text_ids) - self.ctx)
-            rows.append(Example(text_ids[start : start + self.ctx + 1], (0, 0)))
-        for i in range(n_synth):
-            if i % 2 == 0:
-                rows.append(passkey_example(rng, text_ids, self.tokenizer, self.ctx + 1))
-            else:
-                rows.append(kv_example(rng, self.tokenizer, self.ctx + 1))
-        return rows
+    def _text_row(self, rng: random.Random, text_ids: list[int], length: int) -> Example:
+        start = rng.randrange(0, len(text_ids) - length)
+        return Example(text_ids[start : start + length + 1], [])
 
     @staticmethod
     def _tensors(rows: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.tensor([r.ids for r in rows], dtype=torch.long)
         mask = torch.zeros(len(rows), ids.shape[1] - 1, dtype=torch.bool)
         for i, r in enumerate(rows):
-            a, b = r.answer
-            mask[i, max(0, a - 1) : max(0, b - 1)] = True  # target position j predicts ids[j+1]
+            for a, b in r.answers:
+                mask[i, max(0, a - 1) : max(0, b - 1)] = True  # target position j predicts ids[j+1]
         return ids, mask
 
-    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training batch of step (0-based): ids [B, ctx+1], answer mask [B, ctx]."""
-        rng = random.Random(f"{self.seed}:train:{step}")
-        return self._tensors(self._rows(rng, self.train_ids, self.batch - self.n_synthetic, self.n_synthetic))
+    def batch_at(self, step: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch of step (0-based) at `length` tokens (default ctx; the batch keeps
+        batch*ctx tokens): ids [B, length+1], answer mask [B, length]."""
+        length = length or self.ctx
+        rows = max(1, self.batch * self.ctx // length)
+        n_retrieval = round(self.retrieval_frac * rows)
+        rng = random.Random(f"{self.seed}:train:{step}:{length}")
+        out = [retrieval_row(rng, self.train_ids, self.tokenizer, length + 1) for _ in range(n_retrieval)]
+        out += [self._text_row(rng, self.train_ids, length) for _ in range(rows - n_retrieval)]
+        return self._tensors(out)
 
     def val_text(self, i: int) -> torch.Tensor:
         """Held-out text batch i: ids [B, ctx+1]."""
-        return self._tensors(self._rows(random.Random(f"{self.seed}:val:{i}"), self.val_ids, self.batch, 0))[0]
+        rng = random.Random(f"{self.seed}:val:{i}")
+        return self._tensors([self._text_row(rng, self.val_ids, self.ctx) for _ in range(self.batch)])[0]
 
-    def val_retrieval(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Held-out retrieval batch i (filler from held-out text): ids and answer mask."""
+    def val_retrieval(self, i: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Held-out prompt-shaped rows (held-out text, fresh keys), the tasks in turn: ids, answer mask, tasks."""
         rng = random.Random(f"{self.seed}:val-retrieval:{i}")
-        return self._tensors(self._rows(rng, self.val_ids, 0, self.batch))
+        tasks = [TASKS[j % len(TASKS)] for j in range(n or self.batch)]
+        rows = [prompt_row(rng, self.val_ids, self.tokenizer, self.ctx + 1, t) for t in tasks]
+        return (*self._tensors(rows), tasks)

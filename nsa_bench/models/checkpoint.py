@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from .config import ModelConfig
 from .model import Transformer
 
 FORMAT = "nsa-bench-lm"
+TOKENIZER_DIR = "tokenizer"  # a checkpoint's own tokenizer, beside model.safetensors
 
 
 def is_checkpoint(path: str | Path) -> bool:
@@ -30,7 +32,13 @@ def save_checkpoint(model: Transformer, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path / "model.safetensors"))
-    (path / "config.json").write_text(json.dumps({"format": FORMAT, **model.cfg.to_dict()}, indent=2) + "\n")
+    config = model.cfg.to_dict()
+    tokenizer = Path(model.cfg.tokenizer)
+    if tokenizer.is_dir():  # the tokenizer travels with the checkpoint, as TOKENIZER_DIR beside the weights
+        if tokenizer.resolve() != (path / TOKENIZER_DIR).resolve():
+            shutil.copytree(tokenizer, path / TOKENIZER_DIR, dirs_exist_ok=True)
+        config["tokenizer"] = TOKENIZER_DIR
+    (path / "config.json").write_text(json.dumps({"format": FORMAT, **config}, indent=2) + "\n")
     return path
 
 
@@ -40,6 +48,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", nsa_im
     if not is_checkpoint(path):
         raise ValueError(f"{path} is not an nsa-bench checkpoint (no config.json with format {FORMAT!r})")
     cfg = ModelConfig.from_dict(json.loads((path / "config.json").read_text())).with_(**changes)
+    if (path / cfg.tokenizer).is_dir() and not Path(cfg.tokenizer).is_absolute():
+        cfg = cfg.with_(tokenizer=str((path / cfg.tokenizer).resolve()))
     model = Transformer(cfg, nsa_impl=nsa_impl)
     load_model(model, str(path / "model.safetensors"), device=str(device))
     return model.to(device)

@@ -16,7 +16,8 @@ class ModelConfig:
     nsa            NSA block sizes as 'l/d/l_sel/n/w' (NSAConfig.parse)
     nsa_shared_kv  one k/v projection for the three NSA branches instead of three (the paper's default
                    is independent k/v per branch)
-    tokenizer      'byte' (built in, no files) or a local Hugging Face tokenizer directory
+    tokenizer      'byte' (built in, no files), a local Hugging Face tokenizer directory (a relative one is
+                   found in the checkpoint's directory), or 'bpe' in a preset: train one (nsa_bench.train)
     """
 
     vocab_size: int = 320
@@ -76,6 +77,12 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "gpu": ModelConfig(
         dim=512, n_layers=8, n_heads=8, n_kv_heads=2, ffn_dim=1408, max_seq_len=8192, nsa="32/16/64/16/512"
+    ),
+    # needle: the retrieval recipe's model (README "Training"): the paper's GQA group of 16 (16 query
+    # heads on one KV head) and NSA config, a subword tokenizer trained with it; small enough to ship.
+    "needle": ModelConfig(
+        dim=512, n_layers=2, n_heads=16, n_kv_heads=1, ffn_dim=1024, max_seq_len=4096, nsa="32/16/64/16/512",
+        tokenizer="bpe",
     ),
 }
 

@@ -22,6 +22,9 @@ class ByteTokenizer:
         return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
 
 
+_CHUNK = 1 << 16  # characters; longer texts are encoded in chunks cut at newlines
+
+
 class HFTokenizer:
     """A Hugging Face tokenizer loaded from a local directory (no downloads)."""
 
@@ -36,7 +39,19 @@ class HFTokenizer:
         self.vocab_size = len(self.tok)
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False)
+        if len(text) <= _CHUNK:
+            return self.tok.encode(text, add_special_tokens=False)
+        # a corpus: encode line-aligned chunks in one batch (parallel in the Rust tokenizer)
+        chunks, start = [], 0
+        while start < len(text):
+            end = text.find("\n", start + _CHUNK)
+            end = len(text) if end < 0 else end + 1
+            chunks.append(text[start:end])
+            start = end
+        return [i for ids in self.tok(chunks, add_special_tokens=False)["input_ids"] for i in ids]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)
@@ -49,3 +64,23 @@ def load_tokenizer(spec: str) -> ByteTokenizer | HFTokenizer:
     if not Path(spec).is_dir():
         raise ValueError(f"tokenizer {spec!r} is neither 'byte' nor a local tokenizer directory")
     return HFTokenizer(spec)
+
+
+def train_bpe(text: str, out_dir: str | Path, vocab_size: int = 4096) -> HFTokenizer:
+    """A byte-level BPE tokenizer trained on text, saved to out_dir as a Hugging Face tokenizer
+    directory; returns it loaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<bos>", "<eos>", "<pad>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    chunk = 1 << 16
+    tok.train_from_iterator((text[i : i + chunk] for i in range(0, len(text), chunk)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    out_dir = Path(out_dir)
+    fast.save_pretrained(str(out_dir))
+    return HFTokenizer(out_dir)
