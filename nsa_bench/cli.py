@@ -200,6 +200,7 @@ def needle(
         ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
     ),
     attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
+    task: str = typer.Option("passkey", "--task", help="passkey, a needle-family task (niah_single, niah_multikey, niah_multivalue, niah_multiquery, vt), a comma list, or 'family' for all five."),
     ctx: str = typer.Option("8k", "--ctx", help="Longest context (a ladder of up to 5 lengths) or a list: 8k,16k,32k."),
     depths: str = typer.Option("11", "--depths", help="Number of depths from 0 to 100%, or a list: 0,0.25,0.5 or 0%,50%."),
     trials: int = typer.Option(3, "--trials", help="Trials per cell (trial t uses seed + t)."),
@@ -219,10 +220,10 @@ def needle(
     nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
 ) -> None:
     """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
-    from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, run_needle
+    from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, parse_tasks, run_needle
     from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
 
-    grid = NeedleGrid(
+    grids = [NeedleGrid(
         ctx_lens=parse_ctx(ctx),
         depths=parse_depths(depths),
         trials=trials,
@@ -232,10 +233,12 @@ def needle(
         haystack_dir=None if haystack is None else str(haystack),
         digits=digits,
         extrapolate=extrapolate,
-    )
+        family=family,
+    ) for family in parse_tasks(task)]
     models = models_by_attention(model, attentions(attn))
-    for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
-        typer.echo(f"wrote {path}")
+    for grid in grids:
+        for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
+            typer.echo(f"wrote {path}")
     typer.echo(f"rows in {out}")
 
 

@@ -68,10 +68,12 @@ def _encode_all(tokenizer, texts: list[str]) -> list[list[int]]:
 def retrieval_row(rng: random.Random, text_ids: list[int], tokenizer, length: int, tasks=TASKS) -> Example:
     """`length` tokens: intro, text with the needles of several instances, then each question and answer."""
     taken: set[str] = set()
-    # instances until their needles, questions and answers would pass NEEDLE_SHARE of the row (estimated
-    # at 3 characters a token, then measured)
+    # instances until their needles, questions and answers would pass a share of the row drawn up to
+    # NEEDLE_SHARE (so rows range from one instance, no distractors, to many; estimated at 3 characters
+    # a token, then measured)
+    share = rng.uniform(0.0, NEEDLE_SHARE)
     instances, chars = [], 0
-    while chars < 3 * NEEDLE_SHARE * length or not instances:
+    while chars < 3 * share * length or not instances:
         inst = make_instance(rng.choice(tasks), rng, taken)
         instances.append(inst)
         chars += sum(map(len, inst.needles)) + len(inst.question) + len(inst.answer)
@@ -85,7 +87,7 @@ def retrieval_row(rng: random.Random, text_ids: list[int], tokenizer, length: in
         parts = [next(encoded) for _ in inst.needles]
         question, answer = next(encoded), next(encoded)
         cost = sum(map(len, parts)) + len(question) + len(answer)
-        if used + cost > NEEDLE_SHARE * length and qa:
+        if used + cost > share * length and qa:
             break
         used += cost
         needles += parts

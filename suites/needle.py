@@ -35,11 +35,14 @@ from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
 
 from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
+from .needle_tasks import TASKS as FAMILY_TASKS
+from .needle_tasks import build_family_prompt, make_instance, match_all
 
 INTRO = "A pass key is hidden in this text. Find it and remember it.\n"
 DEFAULT_NEEDLE = "\nThe pass key is {value}. Remember it. {value} is the pass key.\n"
 DEFAULT_QUESTION = "\nWhat is the pass key? The pass key is "
 METRICS = ("exact_match", "prefix_match")
+FAMILY_METRICS = ("exact_match", "match_all")  # every reference found (0/1); the share found (RULER's score)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
@@ -68,6 +71,17 @@ def parse_ctx(spec: str) -> list[int]:
     if len(parts) == 1:
         return ctx_ladder(parse_size(parts[0]))
     return sorted({parse_size(p) for p in parts})
+
+
+def parse_tasks(spec: str) -> list[str | None]:
+    """'passkey' -> [None]; 'family' -> every needle-family task; else a comma list of tasks."""
+    names = [p.strip() for p in spec.split(",") if p.strip()]
+    if names == ["family"]:
+        return list(FAMILY_TASKS)
+    unknown = [n for n in names if n != "passkey" and n not in FAMILY_TASKS]
+    if not names or unknown:
+        raise UsageError(f"unknown needle task {', '.join(unknown) or spec!r}; tasks: passkey, family, {', '.join(FAMILY_TASKS)}")
+    return [None if n == "passkey" else n for n in names]
 
 
 def parse_depths(spec: str) -> list[float]:
@@ -174,6 +188,7 @@ class NeedleGrid:
     haystack_dir: str | None = None
     digits: int = 5
     extrapolate: bool = False
+    family: str | None = None  # a needle-family task (needle_tasks.TASKS) instead of the pass key
     _file_sentences: list[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -185,11 +200,19 @@ class NeedleGrid:
             raise UsageError("--digits must be between 1 and 32")
         if not self.ctx_lens or not self.depths:
             raise UsageError("the grid is empty (no context lengths or no depths)")
+        if self.family is not None and self.family not in FAMILY_TASKS:
+            raise UsageError(f"unknown needle task {self.family!r}; tasks: passkey, {', '.join(FAMILY_TASKS)}")
         if self.haystack_dir is not None:
             self._file_sentences = split_sentences(read_text_dir(self.haystack_dir))
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        return FAMILY_METRICS if self.family else METRICS
+
+    @property
     def task(self) -> str:
+        if self.family:
+            return self.family
         return "passkey" if (self.needle, self.question) == (DEFAULT_NEEDLE, DEFAULT_QUESTION) else "needle"
 
     @property
@@ -243,6 +266,8 @@ def run_cell(
     max_length is the model's own limit: longer cells are unsupported unless grid.extrapolate."""
     if ctx_len > max_length and not grid.extrapolate:
         return {"status": f"unsupported: context {ctx_len} > model max_length {max_length} (see --extrapolate)"}
+    if grid.family:
+        return _run_family_cell(lm, grid, haystacks, ctx_len, depth)
     answers, values, exact, prefix, depths, lengths = [], [], [], [], [], []
     for trial in range(grid.trials):
         value = grid.value(trial)
@@ -271,12 +296,34 @@ def run_cell(
     }
 
 
+def _run_family_cell(lm: CausalLM, grid: NeedleGrid, haystacks: list[TokenHaystack], ctx_len: int, depth: float) -> dict:
+    """run_cell for a needle-family task: trial t's instance comes from seed + t (the same in every cell)."""
+    answers, values, exact, share, depths, lengths = [], [], [], [], [], []
+    for trial in range(grid.trials):
+        inst = make_instance(grid.family, random.Random(f"needle-{grid.family}-{grid.seed + trial}"))
+        reserve = len(lm.encode(inst.answer)) + 4  # tokens left for the answer
+        place = random.Random(f"needle-place-{grid.seed + trial}-{ctx_len}-{depth}")
+        try:
+            ids, at = build_family_prompt(lm.encode, haystacks[trial], ctx_len - reserve, depth, inst, place)
+        except ValueError as error:
+            return {"status": f"unsupported: {error}"}
+        answer = lm.decode(lm.generate(ids, max_new_tokens=reserve, stop=("\n",)))
+        answers.append(answer)
+        values.append(inst.answer.strip())
+        share.append(match_all(answer, inst.references))
+        exact.append(float(share[-1] == 1.0))
+        depths.append(at)
+        lengths.append(len(ids))
+    return {"status": "ok", "answers": answers, "values": values, "exact_match": exact, "match_all": share,
+            "needle_depth": sum(depths) / len(depths), "prompt_tokens": max(lengths)}
+
+
 def cell_rows(
     model: str, attention: str, max_length: int, grid: NeedleGrid, ctx_len: int, depth: float, cell: dict
 ) -> list[dict]:
     """The CSV rows (one per metric) of one finished cell."""
     rows = []
-    for metric in METRICS:
+    for metric in grid.metrics:
         scores = cell.get(metric)
         rows.append(
             {
@@ -358,7 +405,8 @@ def run_needle(
             _free_cuda()
     if report_dir is None:
         return []
-    return plot_heatmaps(out, models, grid.task, report_dir, stem=Path(out).stem)
+    stem = Path(out).stem if grid.family is None else f"{Path(out).stem}_{grid.family}"
+    return plot_heatmaps(out, models, grid.task, report_dir, stem=stem)
 
 
 def _free_cuda() -> None:

@@ -28,25 +28,27 @@ TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "
 INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
          "I will quiz you about them afterwards.\n")
 
-_ADJECTIVES = (
-    "ancient", "brave", "calm", "dark", "eager", "fancy", "gentle", "happy", "icy", "jolly", "kind", "lively",
-    "mighty", "narrow", "odd", "proud", "quick", "rapid", "silent", "tall", "upper", "vast", "wild", "young",
-    "bitter", "clever", "dusty", "empty", "fuzzy", "golden", "hollow", "jagged", "lonely", "misty", "noble",
-    "orange", "purple", "rusty", "shiny", "tidy", "violet", "wooden", "yellow", "zealous", "busy", "cold",
-)
-_NOUNS = (
+# Keys: single common words (each one token in the tokenizers trained here), distinct within a prompt.
+KEY_WORDS = (
     "apple", "bridge", "castle", "dragon", "engine", "forest", "garden", "harbor", "island", "jungle", "kettle",
     "ladder", "meadow", "needle", "ocean", "pencil", "quarry", "river", "saddle", "tunnel", "valley", "window",
     "anchor", "basket", "candle", "desert", "falcon", "glacier", "hammer", "lantern", "mirror", "orchard",
     "pepper", "rocket", "spider", "temple", "violin", "wallet", "beacon", "cactus", "dolphin", "feather",
+    "tiger", "piano", "silver", "winter", "summer", "planet", "copper", "marble", "thunder", "shadow",
+    "button", "carpet", "helmet", "jacket", "magnet", "napkin", "oyster", "parrot", "rabbit", "salmon",
+    "turtle", "walnut", "zipper", "bamboo", "cherry", "coffee", "donkey", "emerald", "fossil", "guitar",
+    "hazel", "igloo", "jasmine", "koala", "lemon", "mango", "nectar", "olive", "panda", "quartz",
+    "raven", "sphinx", "tulip", "umbrella", "velvet", "walrus", "yogurt", "zebra", "acorn", "blossom",
+    "canyon", "dune", "ember", "fjord", "geyser", "horizon", "iris", "jewel", "kayak", "lagoon",
 )
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass
 class TaskInstance:
-    """needles: texts to hide (in this order); question: ends where the answer begins; answer: the
-    text a perfect model writes; references: the strings scored (RULER's string match)."""
+    """needles: texts to hide (the first is the one a grid's depth places; the others go to random
+    depths); question: ends where the answer begins; answer: the text a perfect model writes;
+    references: the strings scored (RULER's string match)."""
 
     task: str
     needles: list[str]
@@ -56,9 +58,9 @@ class TaskInstance:
 
 
 def random_key(rng: random.Random, taken: set[str]) -> str:
-    """A fresh adjective-noun key (e.g. 'misty-harbor') not in taken; taken gains it."""
+    """A key word not in taken (e.g. 'falcon'); taken gains it."""
     while True:
-        key = f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}"
+        key = rng.choice(KEY_WORDS)
         if key not in taken:
             taken.add(key)
             return key
@@ -104,7 +106,6 @@ def make_instance(task: str, rng: random.Random, taken: set[str] | None = None, 
         keys = [random_key(rng, taken) for _ in range(4)]
         values = [random_value(rng, taken, digits) for _ in keys]
         needles = [_needle(k, v) for k, v in zip(keys, values)]
-        rng.shuffle(needles)
         return TaskInstance(task, needles, _ask_one(keys[0]), f" {values[0]}.", [values[0]])
     if task == "niah_multivalue":
         key = random_key(rng, taken)
@@ -115,9 +116,7 @@ def make_instance(task: str, rng: random.Random, taken: set[str] | None = None, 
         values = [random_value(rng, taken, digits) for _ in keys]
         question = ("What are the special magic numbers for " + ", ".join(keys[:-1]) + f" and {keys[-1]} mentioned in "
                     "the provided text? The special magic numbers for them are:")
-        order = list(range(4))
-        rng.shuffle(order)  # needles in another order than the question asks for them
-        return TaskInstance(task, [_needle(keys[i], values[i]) for i in order], question,
+        return TaskInstance(task, [_needle(k, v) for k, v in zip(keys, values)], question,
                             " " + ", ".join(values) + ".", values)
     if task == "vt":
         value = random_value(rng, taken, 5)
@@ -126,6 +125,31 @@ def make_instance(task: str, rng: random.Random, taken: set[str] | None = None, 
         question = f"Find all variables that are assigned the value {value} in the text above. The variables are:"
         return TaskInstance(task, needles, question, " " + " ".join(names) + ".", names)
     raise ValueError(f"unknown needle task {task!r}; tasks: {', '.join(TASKS)}")
+
+
+def place_needles(starts: list[int], n_tokens: int, depth: float, n_needles: int, rng: random.Random) -> list[int]:
+    """Insertion points (sentence starts) for the needles: the first at depth, the others at random depths."""
+    from .haystack import insertion_point
+
+    return [insertion_point(starts, n_tokens, depth if i == 0 else rng.random()) for i in range(n_needles)]
+
+
+def build_family_prompt(encode, haystack, prompt_tokens: int, depth: float, inst: TaskInstance, rng: random.Random):
+    """Token ids of INTRO + haystack with inst's needles + question, exactly prompt_tokens long, and
+    the depth at which the first needle went in. ValueError if the pieces do not fit."""
+    intro, question = encode(INTRO), encode("\n" + inst.question)
+    needles = [encode("\n" + n + "\n") for n in inst.needles]
+    budget = prompt_tokens - len(intro) - len(question) - sum(map(len, needles))
+    if budget < 0:
+        raise ValueError(f"a {prompt_tokens}-token prompt cannot hold the intro, {len(needles)} needle(s) and the "
+                         f"question ({prompt_tokens - budget} tokens)")
+    tokens, starts = haystack.take(budget)
+    points = place_needles(starts, budget, depth, len(needles), rng)
+    ids, prev = list(intro), 0
+    for at, i in sorted((at, i) for i, at in enumerate(points)):
+        ids += tokens[prev:at] + needles[i]
+        prev = at
+    return ids + tokens[prev:] + question, (points[0] / budget if budget else 0.0)
 
 
 def match_all(answer: str, references: list[str]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -27,10 +28,12 @@ def is_checkpoint(path: str | Path) -> bool:
         return False
 
 
-def save_checkpoint(model: Transformer, path: str | Path) -> Path:
-    """Write model.safetensors and config.json into directory path; returns it."""
+def save_checkpoint(model: Transformer, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write model.safetensors (in dtype, default the model's) and config.json into directory path; returns it."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if dtype is not None:
+        model = copy.deepcopy(model).to(dtype)
     save_model(model, str(path / "model.safetensors"))
     config = model.cfg.to_dict()
     tokenizer = Path(model.cfg.tokenizer)
