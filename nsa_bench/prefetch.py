@@ -12,6 +12,13 @@ def _build(step: int, length: int):
     return _DATA.batch_at(step, length)
 
 
+def _one_thread() -> None:
+    """Workers build batches in Python: one torch thread each, or a GPU machine's cores are oversubscribed."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 class Prefetcher:
     """get(step, length) returns data.batch_at(step, length); with workers > 0 the next 2 x workers
     steps at the same length are built in forked processes meanwhile (inline when workers == 0).
@@ -25,7 +32,8 @@ class Prefetcher:
         self.pending: dict[tuple[int, int], Future] = {}
         self.pool = None
         if workers:
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=_one_thread)
             self.pool.submit(int).result()  # a fork context starts every worker on the first task
 
     def get(self, step: int, length: int):

@@ -22,18 +22,22 @@ VARIANTS = {
     "C_full_d256_hd16_4layers": ("full", {"dim": 256, "n_layers": 4, "ffn_dim": 704}, {}),
     "D_full_lr1e-3": ("full", {}, {"lr": 1e-3}),
     "E_nsa_4layers": ("nsa", {"n_layers": 4}, {}),
+    # does one 32-wide KV head per layer (GQA 16 at this width) starve retrieval? Roomier KV heads:
+    "F_full_8h_kv2_hd64": ("full", {"n_heads": 8, "n_kv_heads": 2}, {}),
+    "G_full_8h_kv8_hd64": ("full", {"n_heads": 8, "n_kv_heads": 8}, {}),
+    "H_full_d256_4h_kv4_hd64_4l": ("full", {"dim": 256, "n_heads": 4, "n_kv_heads": 4, "n_layers": 4, "ffn_dim": 704}, {}),
 }
 
 
-def run_variant(name: str, out: str, tokenizer: str, budget: float, workers: int, ctx: int | None) -> None:
+def run_variant(name: str, out: str, tokenizer: str, budget: float, workers: int, ctx: int | None, data: str) -> None:
     from nsa_bench.models import config
     from nsa_bench.train import TrainConfig, train
 
     attention, model_changes, train_changes = VARIANTS[name]
     config.PRESETS["needle"] = config.PRESETS["needle"].with_(**model_changes)
-    cfg = TrainConfig(data=None, out=str(Path(out) / name), preset="needle", attention=attention,
+    cfg = TrainConfig(data=data, out=str(Path(out) / name), preset="needle", attention=attention,
                       time_budget=budget, tokenizer=tokenizer, workers=workers, eval_every=100, ctx=ctx,
-                      extra={"variant": name}, **train_changes)
+                      curriculum=0.0 if ctx else None, extra={"variant": name}, **train_changes)
     train(cfg, progress=False, on_step=lambda a, row: row["step"] % 50 == 0 and print(
         f"{name} step {row['step']} len {row['length']} loss {row['loss']:.3f} ans {row['answer_loss']:.3f} "
         f"em {row.get('val_answer_acc', float('nan')):.2f} {row['tokens_per_s']:,.0f} tok/s {row['wall_s']:.0f}s",
@@ -56,10 +60,14 @@ def main() -> None:
     from nsa_bench.train import BPE_VOCAB
 
     tokenizer = Path(args.out) / "tokenizer"
-    train_bpe(tokenizer_text(default_corpus(args.corpus_mb * 2**20), 0), tokenizer, BPE_VOCAB)
+    corpus = default_corpus(args.corpus_mb * 2**20)
+    data = Path(args.out) / "corpus.txt"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text(corpus, encoding="utf-8")
+    train_bpe(tokenizer_text(corpus, 0), tokenizer, BPE_VOCAB)
     print(f"tokenizer {tokenizer}", flush=True)
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=run_variant, args=(n, args.out, str(tokenizer.resolve()), args.time_budget, args.workers, args.ctx))
+    procs = [context.Process(target=run_variant, args=(n, args.out, str(tokenizer.resolve()), args.time_budget, args.workers, args.ctx, str(data)))
              for n in names]
     for p in procs:
         p.start()
