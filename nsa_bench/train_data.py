@@ -139,7 +139,7 @@ class TrainData:
     """
 
     def __init__(self, text: str, tokenizer, ctx: int, batch: int, seed: int,
-                 retrieval_frac: float = 0.5, val_frac: float = 0.05):
+                 retrieval_frac: float = 0.5, val_frac: float = 0.05, tasks: tuple[str, ...] = TASKS):
         if not 0 <= retrieval_frac <= 1:
             raise ValueError(f"retrieval fraction must be in [0, 1], got {retrieval_frac}")
         ids = tokenizer.encode(text)
@@ -153,6 +153,10 @@ class TrainData:
         self.n_text_tokens = len(ids)
         self.tokenizer, self.ctx, self.batch, self.seed = tokenizer, ctx, batch, seed
         self.retrieval_frac = retrieval_frac
+        unknown = set(tasks) - set(TASKS)
+        if not tasks or unknown:
+            raise ValueError(f"unknown retrieval tasks {sorted(unknown)}; tasks: {', '.join(TASKS)}")
+        self.tasks = tuple(tasks)
 
     def _text_row(self, rng: random.Random, text_ids: list[int], length: int) -> Example:
         start = rng.randrange(0, len(text_ids) - length)
@@ -174,7 +178,7 @@ class TrainData:
         rows = max(1, self.batch * self.ctx // length)
         n_retrieval = round(self.retrieval_frac * rows)
         rng = random.Random(f"{self.seed}:train:{step}:{length}")
-        out = [retrieval_row(rng, self.train_ids, self.tokenizer, length + 1) for _ in range(n_retrieval)]
+        out = [retrieval_row(rng, self.train_ids, self.tokenizer, length + 1, self.tasks) for _ in range(n_retrieval)]
         out += [self._text_row(rng, self.train_ids, length) for _ in range(rows - n_retrieval)]
         return self._tensors(out)
 
@@ -186,6 +190,6 @@ class TrainData:
     def val_retrieval(self, i: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Held-out prompt-shaped rows (held-out text, fresh keys), the tasks in turn: ids, answer mask, tasks."""
         rng = random.Random(f"{self.seed}:val-retrieval:{i}")
-        tasks = [TASKS[j % len(TASKS)] for j in range(n or self.batch)]
+        tasks = [self.tasks[j % len(self.tasks)] for j in range(n or self.batch)]
         rows = [prompt_row(rng, self.val_ids, self.tokenizer, self.ctx + 1, t) for t in tasks]
         return (*self._tensors(rows), tasks)
