@@ -88,9 +88,9 @@ def compile_hook(target, write, case: list):
         options = {name: compile[name] for name in ("num_warps", "num_ctas", "num_stages", "enable_fp_fusion")}
         kernel = triton.compile(src, target=target, options=options)
         regs, stack = resources(kernel.asm["cubin"])
-        write(dict(triton=triton.__version__, arch=f"sm_{target.arch}", case=case[0], stage=calling_stage(), kernel=fn.name,
-                   warps=options["num_warps"], stages=options["num_stages"], regs=regs, stack_bytes=stack,
-                   shared_bytes=kernel.metadata.shared))
+        write(dict(triton=triton.__version__, arch=f"sm_{target.arch}", case=case[0], stage=calling_stage(),
+                   kernel=fn.name, warps=options["num_warps"], stages=options["num_stages"], regs=regs,
+                   stack_bytes=stack, shared_bytes=kernel.metadata.shared))
         return True
 
     return hook
@@ -110,7 +110,8 @@ def run_case(name, dtype, config, batch, seq, q_heads, kv_heads, d, separate):
     rnd = lambda *s: torch.randn(*s, generator=gen).to(dtype).requires_grad_()  # noqa: E731
     n_cmp = cfg.num_cmp_blocks(seq)
     args = [rnd(batch, seq, q_heads, d), rnd(batch, seq, kv_heads, d), rnd(batch, seq, kv_heads, d),
-            rnd(batch, n_cmp, kv_heads, d), rnd(batch, n_cmp, kv_heads, d)] + [rnd(batch, seq, q_heads) for _ in range(3)]
+            rnd(batch, n_cmp, kv_heads, d), rnd(batch, n_cmp, kv_heads, d)]
+    args += [rnd(batch, seq, q_heads) for _ in range(3)]  # gates
     branch = {n: rnd(batch, seq, kv_heads, d) for n in ("k_slc", "v_slc", "k_win", "v_win")} if separate else {}
     out = nsa_attention(*args, cfg, **branch)
     out.backward(torch.ones_like(out))
@@ -139,8 +140,8 @@ def main(argv=None) -> int:
         def write(row):
             writer.writerow(row)
             f.flush()
-            print(f"{row['case']:28s} {row['stage']:14s} {row['kernel']:18s} regs {row['regs']:3d}  stack {row['stack_bytes']:4d} B  "
-                  f"shared {row['shared_bytes']:6d} B", flush=True)
+            print(f"{row['case']:28s} {row['stage']:14s} {row['kernel']:18s} regs {row['regs']:3d}  "
+                  f"stack {row['stack_bytes']:4d} B  shared {row['shared_bytes']:6d} B", flush=True)
 
         case: list = [None]
         knobs.runtime.jit_cache_hook = compile_hook(target, write, case)
