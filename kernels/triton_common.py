@@ -50,5 +50,30 @@ def _interpreter_numpy_compat() -> None:
     interpreter._patch_lang_tensor = patched
 
 
+def _interpreter_compare_dtype() -> None:
+    """Label the CPU interpreter's comparison results int1, as the compiler types them.
+
+    The interpreter computes `x <= y` with numpy (bool data) but tags the handle with the
+    operands' dtype, so splatting a scalar comparison (`block_mask & (j >= 0)`) makes an int32
+    array. Triton 3.6 took that as a load mask; 3.9 rejects it ("mask has unsupported dtype").
+    Only the interpreter is touched: compiled kernels never see this builder.
+    """
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpreterBuilder, TensorHandle
+
+    original = InterpreterBuilder.binary_op
+    if getattr(original, "nsa_compat", False):
+        return
+
+    def patched(self, lhs, rhs, op):
+        out = original(self, lhs, rhs, op)
+        return TensorHandle(out.data, tl.int1) if out.data.dtype == np.bool_ else out
+
+    patched.nsa_compat = True
+    InterpreterBuilder.binary_op = patched
+
+
 if os.environ.get("TRITON_INTERPRET") == "1":
     _interpreter_numpy_compat()
+    _interpreter_compare_dtype()

@@ -32,6 +32,8 @@ from nsa_bench.suites import kernel_bench as kb
 from nsa_bench.suites.kernel_check import check_backward, check_forward, check_rows, nsa_rows_ref
 from nsa_bench.timing import backward_call, summarize, time_calls
 
+pytestmark = pytest.mark.triton  # CI runs these under the newest Triton too (.ci/run)
+
 PAPER = NSAConfig()
 SMALL = NSAConfig.parse("8/4/16/4/32")
 
