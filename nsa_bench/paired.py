@@ -63,8 +63,8 @@ def macro_interval_fields(rows: Sequence[Mapping]) -> dict:
 def nsa_minus_full(rows: Iterable[Mapping], keys: Sequence[str], pool_over: str | None = None) -> list[dict]:
     """`nsa-full` rows: one per value of `keys` (besides attention and model) where ok `nsa` and
     `full` rows with example scores both exist. With `pool_over` (e.g. `depth`), the rows of every
-    value of that column are pooled into one comparison (ids prefixed by the value) and the row says
-    `<pool_over> = all`, `pooled_over = <pool_over>`. Where a key repeats, the later row's scores win."""
+    value of that column are pooled into one comparison (ids prefixed by the value); the row leaves
+    that column empty (NaN, so numeric columns stay numeric) and says `pooled_over = <pool_over>`. Where a key repeats, the later row's scores win."""
     group_keys = [k for k in keys if k != pool_over]
     scores: dict[tuple, dict[str, float]] = {}
     models: dict[tuple, str] = {}
@@ -86,7 +86,7 @@ def nsa_minus_full(rows: Iterable[Mapping], keys: Sequence[str], pool_over: str 
         nsa_model, full_model = models[(group, "nsa")], models[(group, "full")]
         out.append({
             "kind": "quality", **{k: row.get(k) for k in group_keys},
-            **({pool_over: "all", "pooled_over": pool_over} if pool_over else {}),
+            **({pool_over: math.nan, "pooled_over": pool_over} if pool_over else {}),
             "attention": PAIRED, "model": nsa_model if nsa_model == full_model else f"{nsa_model} vs {full_model}",
             "model_nsa": nsa_model, "model_full": full_model, "status": "ok",
             **paired_difference(scores[(group, "nsa")], scores[(group, "full")]),

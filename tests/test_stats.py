@@ -108,7 +108,7 @@ def test_nsa_minus_full_rows_per_cell_and_pooled():
     assert cells[1.0]["score"] == -1.0 and cells[1.0]["p_value"] == pytest.approx(0.5)  # McNemar b=0, c=2
     assert cells[0.0]["model"] == "m-nsa vs m-full" and cells[0.0]["attention"] == "nsa-full"
     (pooled,) = nsa_minus_full(rows, keys, pool_over="depth")
-    assert pooled["depth"] == "all" and pooled["pooled_over"] == "depth" and pooled["task"] == "niah_single"
+    assert math.isnan(pooled["depth"]) and pooled["pooled_over"] == "depth" and pooled["task"] == "niah_single"
     assert pooled["n"] == 4 and pooled["score"] == -0.75 and pooled["p_value"] == pytest.approx(2 * 1 / 8)
 
 
