@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.paired import nsa_minus_full, write_new
 from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+
+
+PAIR_KEYS = ("suite", "task", "length_bucket", "metric")  # with the example id: what pairs NSA and full
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -98,6 +102,8 @@ def run_command(
                 torch.cuda.empty_cache()
     console = Console()
     console.print(results_table(rows, f"LongBench: {', '.join(dict.fromkeys(chosen.values()))}"))
+    if {"nsa", "full"} <= chosen.keys():
+        rows += write_new(writer, nsa_minus_full(rows, PAIR_KEYS), PAIR_KEYS)
     console.print(f"rows: {out}   predictions: {preds}/")
     return rows
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.paired import macro_interval_fields, scored_fields
 from nsa_bench.suites.longbench.datasets import LENGTH_BUCKETS, length_bucket, spec_for
 from nsa_bench.suites.longbench.metrics import metric_label, score_prediction
-from nsa_bench.suites.longbench.records import PREDICTION_KEYS, prediction_files, read_jsonl
+from nsa_bench.suites.longbench.records import PREDICTION_KEYS, example_id, prediction_files, read_jsonl
 
 
 def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
@@ -25,23 +26,26 @@ def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(variance / n)
 
 
-def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | None]) -> list[dict]:
+def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | None],
+                ids: Sequence[str] | None = None) -> list[dict]:
     """Rows for one subset: over all examples (`length_bucket` 'all') and, when every example has a
-    `length`, one per non-empty LongBench-E bucket (0-4k, 4-8k, 8k+)."""
+    `length`, one per non-empty LongBench-E bucket (0-4k, 4-8k, 8k+). Each row keeps its examples'
+    scores by id (`example_scores`; ids default to positions `#<index>`) and their 95% interval."""
     spec = spec_for(subset)
-    groups = {"all": list(scores)}
+    ids = [str(i) for i in ids] if ids is not None else [f"#{i}" for i in range(len(scores))]
+    groups = {"all": dict(zip(ids, scores))}
     if lengths and all(length is not None for length in lengths):
         for bucket in LENGTH_BUCKETS:
-            members = [s for s, length in zip(scores, lengths) if length_bucket(length) == bucket]
+            members = {i: s for i, s, length in zip(ids, scores, lengths) if length_bucket(length) == bucket}
             if members:
                 groups[bucket] = members
     rows = []
-    for bucket, values in groups.items():
-        mean, stderr = _mean_and_stderr(values)
+    for bucket, by_id in groups.items():
+        mean, stderr = _mean_and_stderr(list(by_id.values()))
         rows.append({
             "kind": "quality", "suite": "longbench", "task": subset, "length_bucket": bucket,
             "language": spec.language, "metric": metric_label(spec.metric), "score": mean,
-            "n": len(values), "stderr": stderr, "status": "ok",
+            "n": len(by_id), "stderr": stderr, "status": "ok", **scored_fields(by_id),
         })
     return rows
 
@@ -67,6 +71,7 @@ def average_rows(rows: Sequence[dict]) -> list[dict]:
                 "language": language or "+".join(languages), "metric": "macro_avg",
                 "score": sum(r["score"] for r in members) / len(members),
                 "n": sum(r["n"] for r in members), "stderr": stderr, "status": "ok",
+                **macro_interval_fields(members),
             })
     return out
 
@@ -91,5 +96,6 @@ def score_predictions(path: str | Path) -> list[dict]:
         if not all(isinstance(r["pred"], str) for r in records):
             raise UsageError(f"{file}: 'pred' must be a string on every line")
         scores = score_records(subset, records, str(file))
-        rows += subset_rows(subset, scores, [r.get("length") for r in records])
+        ids = [example_id(r, i) for i, r in enumerate(records)]
+        rows += subset_rows(subset, scores, [r.get("length") for r in records], ids)
     return rows + average_rows(rows)
