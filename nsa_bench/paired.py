@@ -83,15 +83,19 @@ def nsa_minus_full(rows: Iterable[Mapping], keys: Sequence[str], pool_over: str 
     for group, row in template.items():
         if (group, "nsa") not in scores or (group, "full") not in scores:
             continue
-        nsa_model, full_model = models[(group, "nsa")], models[(group, "full")]
         out.append({
             "kind": "quality", **{k: row.get(k) for k in group_keys},
             **({pool_over: math.nan, "pooled_over": pool_over} if pool_over else {}),
-            "attention": PAIRED, "model": nsa_model if nsa_model == full_model else f"{nsa_model} vs {full_model}",
-            "model_nsa": nsa_model, "model_full": full_model, "status": "ok",
+            **pair_label(models[(group, "nsa")], models[(group, "full")]),
             **paired_difference(scores[(group, "nsa")], scores[(group, "full")]),
         })
     return out
+
+
+def pair_label(nsa_model: str, full_model: str) -> dict:
+    """The attention, model and status columns of an `nsa-full` row."""
+    return {"attention": PAIRED, "model": nsa_model if nsa_model == full_model else f"{nsa_model} vs {full_model}",
+            "model_nsa": nsa_model, "model_full": full_model, "status": "ok"}
 
 
 def write_new(writer, rows: Iterable[dict], keys: Sequence[str]) -> list[dict]:

@@ -139,6 +139,21 @@ def paired_difference(nsa: Mapping[str, float], full: Mapping[str, float], level
             "n": len(ids), "test": test}
 
 
+def macro_paired_difference(pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]], level: float = LEVEL,
+                            seed: int = SEED) -> dict:
+    """NSA minus full of a macro average: `pairs` holds (nsa, full) scores by id of each group (subset).
+    `score` is the mean over groups of the groups' paired mean differences; `ci_low`/`ci_high` a
+    bootstrap resampling pairs within each group; `p_value` the sign-flip test of that weighted sum
+    (each pair weighs 1 / (groups x its group's pairs)). NaN fields unless every group shares an id."""
+    groups = [[float(nsa[i]) - float(full[i]) for i in nsa if i in full] for nsa, full in pairs]
+    if not groups or not all(groups):
+        return {"score": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "n": 0, "test": ""}
+    weighted = [d / (len(groups) * len(g)) for g in groups for d in g]
+    low, high = stratified_bootstrap_macro(groups, level, seed=seed)
+    return {"score": sum(weighted), "ci_low": low, "ci_high": high, "p_value": sign_flip_p(weighted, seed=seed),
+            "n": len(weighted), "test": "sign_flip_exact" if len(weighted) <= EXACT_FLIPS_UP_TO else "sign_flip"}
+
+
 def stratified_bootstrap_macro(groups: Sequence[Sequence[float]], level: float = LEVEL, draws: int = BOOTSTRAP_DRAWS,
                                seed: int = SEED) -> tuple[float, float]:
     """Bootstrap interval of a macro average (the mean of the groups' means), resampling within each group."""

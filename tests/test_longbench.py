@@ -307,7 +307,10 @@ def test_cli_run_both_attentions_to_csv(tmp_path, monkeypatch, capsys):
     assert hotpot["p_value"] == 1.0 and hotpot["ci_low"] == -1.0 and hotpot["ci_high"] == 0.0
     trec = paired[(paired.task == "trec_e") & (paired.length_bucket == "all")].iloc[0]
     assert trec["score"] == -0.25 and trec["test"] == "sign_flip_exact" and trec["p_value"] == 1.0
-    assert not paired["task"].str.startswith("average").any()
+    # the macro average: mean over subsets of the paired differences (-0.5 and -0.25), sign-flip on 4 pairs
+    average = paired[(paired.task == "average") & (paired.length_bucket == "all")].iloc[0]
+    assert average["score"] == pytest.approx(-0.375) and average["n"] == 4 and average["test"] == "sign_flip_exact"
+    assert average["p_value"] == 0.5  # weighted diffs 0, -1/4, -1/8, 0: +-1/4 +-1/8 reaches 3/8 in 2 of 4
     full = table[(table.attention == "full") & (table.length_bucket == "all")].set_index("task")["score"]
     nsa = table[(table.attention == "nsa") & (table.length_bucket == "all")].set_index("task")["score"]
     assert full["hotpotqa"] == 1.0 and nsa["hotpotqa"] == 0.5  # first 2 examples: 1, 1 and 1, 0

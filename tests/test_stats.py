@@ -129,3 +129,16 @@ def test_drop_test_paired_then_intervals():
     assert drop_test({"ci_low": 0.5, "ci_high": 0.9}, {"ci_low": 0.4, "ci_high": 0.6})[0] == 1.0
     assert drop_test({"ci_low": 0.5, "ci_high": 0.9}, {"ci_low": 0.1, "ci_high": 0.4})[0] == 0.0
     assert drop_test({"score": 0.5}, {"score": 0.4}) is None
+
+
+def test_macro_paired_difference_weights_each_group_equally():
+    from nsa_bench.stats import macro_paired_difference
+
+    # group 1: diffs 0, -1 (mean -0.5); group 2: diffs -0.5, 0, 0, 0 (mean -0.125); macro -0.3125
+    row = macro_paired_difference([({"a": 1, "b": 0}, {"a": 1, "b": 1}),
+                                   ({"c": 0.5, "d": 1, "e": 1, "f": 1}, {"c": 1, "d": 1, "e": 1, "f": 1, "g": 0})])
+    assert row["score"] == pytest.approx(-0.3125) and row["n"] == 6
+    # weighted diffs -1/4 and -1/16 (the rest 0): |+-1/4 +-1/16| reaches 5/16 in 2 of 4 patterns
+    assert row["p_value"] == 0.5 and row["test"] == "sign_flip_exact"
+    assert row["ci_low"] <= row["score"] <= row["ci_high"]
+    assert math.isnan(macro_paired_difference([({"a": 1}, {"b": 1})])["score"])
