@@ -98,6 +98,13 @@ def pair_label(nsa_model: str, full_model: str) -> dict:
             "model_nsa": nsa_model, "model_full": full_model, "status": "ok"}
 
 
+def run_rows(rows: Iterable[Mapping], models: Mapping[str, str], match: Mapping) -> list[Mapping]:
+    """The rows of one run: each attention's row of its model in `models`, with the `match` columns equal
+    (compared as text, as a CSV read back holds them)."""
+    return [r for r in rows if str(r.get("model")) == str(models.get(r.get("attention")))
+            and all(str(r.get(k)) == str(v) for k, v in match.items())]
+
+
 def write_new(writer, rows: Iterable[dict], keys: Sequence[str]) -> list[dict]:
     """Write the rows whose `keys` (plus attention, model and n) match no row of the writer's CSV yet."""
     written = []

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
-from nsa_bench.paired import example_scores, interval_fields, nsa_minus_full, scored_fields, write_new
+from nsa_bench.paired import example_scores, interval_fields, nsa_minus_full, run_rows, scored_fields, write_new
 
 from .lmeval_data import TASKS_DIR, DataError, mmlu_subjects, read_gsm8k, read_mmlu
 
@@ -228,7 +228,6 @@ def run_lmeval(
                 bar.advance(job)
             del lm
     if {"nsa", "full"} <= models.keys():
-        mine = [r for r in writer.rows if r.get("suite") == "lmeval" and str(r.get("model")) == str(models.get(r.get("attention")))
-                and all(str(r.get(k)) == str(v) for k, v in setting.items())]
+        mine = run_rows(writer.rows, models, {"suite": "lmeval", **setting})
         written += write_new(writer, nsa_minus_full(mine, PAIR_KEYS), PAIR_KEYS)
     return written

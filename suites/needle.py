@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
-from nsa_bench.paired import nsa_minus_full, scored_fields, write_new
+from nsa_bench.paired import nsa_minus_full, run_rows, scored_fields, write_new
 
 from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
 
@@ -369,12 +369,10 @@ def run_needle(
 
 def write_paired_rows(writer, grid: NeedleGrid, models: dict[str, str]) -> list[dict]:
     """NSA-minus-full rows of the grid's cells in the writer's CSV (pairs: task, ctx_len, depth and
-    trial, whose values are seeded per trial), and per ctx_len one over all depths (`depth = all`).
-    Rows already in the CSV are not written again."""
+    trial, whose values are seeded per trial), and per ctx_len one over all depths and trials (`depth`
+    empty, `pooled_over = depth`). Rows already in the CSV are not written again."""
     config = grid.config()
-    mine = [r for r in writer.rows if r.get("suite") == "needle" and r.get("task") == grid.task
-            and str(r.get("model")) == str(models.get(r.get("attention")))
-            and all(str(r.get(k)) == str(v) for k, v in config.items())]
+    mine = run_rows(writer.rows, models, {"suite": "needle", "task": grid.task, **config})
     keys = ("suite", "task", "metric", "ctx_len", "depth", *config)
     rows = nsa_minus_full(mine, keys) + nsa_minus_full(mine, keys, pool_over="depth")
     return write_new(writer, rows, keys)
