@@ -10,8 +10,9 @@ import pandas as pd
 from nsa_bench.paired import PAIRED
 
 INTERVAL_NOTE = "[low, high] is the 95% interval (Wilson for right/wrong scores, bootstrap otherwise)."
-PAIRED_NOTE = ("NSA − full is paired on the same examples: the mean difference, its 95% paired-bootstrap "
-               "interval and the p-value of exact McNemar (right/wrong) or a sign-flip permutation test.")
+PAIRED_NOTE = ("NSA − full is paired on the same examples: the mean difference, its 95% interval (Newcombe's "
+               "for right/wrong scores, paired bootstrap otherwise) and the p-value of exact McNemar (right/wrong) "
+               "or a sign-flip permutation test.")
 
 
 def split_paired(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

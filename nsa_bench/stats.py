@@ -5,6 +5,7 @@
 - `interval`: Wilson when every score is 0 or 1, the bootstrap otherwise.
 - `mcnemar_exact`: exact two-sided McNemar p-value, 2 * P(X <= min(b, c)) for X ~ Bin(b + c, 1/2).
 - `sign_flip_p`: paired permutation test of a mean difference (signs flipped; exact when n is small).
+- `newcombe_paired`: Newcombe's square-and-add interval of a difference of paired proportions.
 - `paired_difference`: the NSA-minus-full fields of two attentions' scores on the same examples.
 
 Every function takes empty input without raising: intervals and p-values are then NaN.
@@ -77,6 +78,28 @@ def interval(values: Sequence[float], level: float = LEVEL, seed: int = SEED) ->
     return (*bootstrap_mean(values, level, seed=seed), "bootstrap")
 
 
+def newcombe_paired(both: int, only_first: int, only_second: int, neither: int,
+                    level: float = LEVEL) -> tuple[float, float]:
+    """Newcombe's square-and-add interval (1998, method 10) of p1 - p2 for paired right/wrong outcomes,
+    from the 2x2 counts of pairs: both right, only the first right, only the second, neither."""
+    n = both + only_first + only_second + neither
+    if n == 0:
+        return NAN, NAN
+    p1, p2 = (both + only_first) / n, (both + only_second) / n
+    (l1, u1), (l2, u2) = wilson(both + only_first, n, level), wilson(both + only_second, n, level)
+    margins = (both + only_first) * (only_second + neither) * (both + only_second) * (only_first + neither)
+    cross = both * neither - only_first * only_second
+    if margins == 0:
+        psi = 0.0  # the correlation of the two proportions, continuity-corrected toward 0 when positive
+    elif cross >= 0:
+        psi = max(cross - n / 2, 0.0) / math.sqrt(margins)
+    else:
+        psi = cross / math.sqrt(margins)
+    low = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * psi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, low), min(1.0, high)
+
+
 def binom_cdf_half(k: int, n: int) -> float:
     """P(X <= k) for X ~ Binomial(n, 1/2), exact (integer sums)."""
     if k < 0:
@@ -119,24 +142,27 @@ def _chunks(total: int, size: int = 1000) -> list[int]:
 def paired_difference(nsa: Mapping[str, float], full: Mapping[str, float], level: float = LEVEL,
                       seed: int = SEED) -> dict:
     """NSA minus full over the examples both have (same ids): `score` (mean difference), `ci_low`,
-    `ci_high` (paired bootstrap), `p_value` (exact McNemar when every score is 0/1, else the sign-flip
-    permutation test), `n` (pairs) and `test`. NaN fields when no example is shared."""
+    `ci_high` and `ci_method` (Newcombe's paired interval when every score is 0/1, else the paired
+    bootstrap), `p_value` and `test` (exact McNemar for 0/1 scores, else the sign-flip permutation
+    test) and `n` (pairs). NaN fields when no example is shared."""
     ids = [i for i in nsa if i in full]
     a = [float(nsa[i]) for i in ids]
     b = [float(full[i]) for i in ids]
     if not ids:
-        return {"score": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "n": 0, "test": ""}
+        return {"score": NAN, "ci_low": NAN, "ci_high": NAN, "ci_method": "", "p_value": NAN, "n": 0, "test": ""}
     differences = [x - y for x, y in zip(a, b)]
-    low, high = bootstrap_mean(differences, level, seed=seed)
     if is_binary(a) and is_binary(b):
         only_nsa = sum(x > y for x, y in zip(a, b))
         only_full = sum(y > x for x, y in zip(a, b))
-        p_value, test = mcnemar_exact(only_nsa, only_full), "mcnemar_exact"
+        both = sum(x == y == 1 for x, y in zip(a, b))
+        low, high = newcombe_paired(both, only_nsa, only_full, len(ids) - both - only_nsa - only_full, level)
+        method, p_value, test = "newcombe_paired", mcnemar_exact(only_nsa, only_full), "mcnemar_exact"
     else:
+        (low, high), method = bootstrap_mean(differences, level, seed=seed), "paired_bootstrap"
         p_value = sign_flip_p(differences, seed=seed)
         test = "sign_flip_exact" if len(ids) <= EXACT_FLIPS_UP_TO else "sign_flip"
-    return {"score": sum(differences) / len(ids), "ci_low": low, "ci_high": high, "p_value": p_value,
-            "n": len(ids), "test": test}
+    return {"score": sum(differences) / len(ids), "ci_low": low, "ci_high": high, "ci_method": method,
+            "p_value": p_value, "n": len(ids), "test": test}
 
 
 def macro_paired_difference(pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]], level: float = LEVEL,
@@ -147,10 +173,11 @@ def macro_paired_difference(pairs: Sequence[tuple[Mapping[str, float], Mapping[s
     (each pair weighs 1 / (groups x its group's pairs)). NaN fields unless every group shares an id."""
     groups = [[float(nsa[i]) - float(full[i]) for i in nsa if i in full] for nsa, full in pairs]
     if not groups or not all(groups):
-        return {"score": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "n": 0, "test": ""}
+        return {"score": NAN, "ci_low": NAN, "ci_high": NAN, "ci_method": "", "p_value": NAN, "n": 0, "test": ""}
     weighted = [d / (len(groups) * len(g)) for g in groups for d in g]
     low, high = stratified_bootstrap_macro(groups, level, seed=seed)
-    return {"score": sum(weighted), "ci_low": low, "ci_high": high, "p_value": sign_flip_p(weighted, seed=seed),
+    return {"score": sum(weighted), "ci_low": low, "ci_high": high, "ci_method": "stratified_bootstrap",
+            "p_value": sign_flip_p(weighted, seed=seed),
             "n": len(weighted), "test": "sign_flip_exact" if len(weighted) <= EXACT_FLIPS_UP_TO else "sign_flip"}
 
 

@@ -15,6 +15,7 @@ import torch
 
 from nsa_bench.cli import main
 from nsa_bench.errors import UsageError
+from nsa_bench.stats import newcombe_paired
 from nsa_bench.suites import suite_models
 from nsa_bench.suites.longbench import commands, metrics
 from nsa_bench.suites.longbench.datasets import (
@@ -304,7 +305,8 @@ def test_cli_run_both_attentions_to_csv(tmp_path, monkeypatch, capsys):
     # NSA minus full on the same _ids, per subset and bucket (no averages): hotpotqa 1, 0 against 1, 1
     hotpot = paired[(paired.task == "hotpotqa") & (paired.length_bucket == "all")].iloc[0]
     assert hotpot["score"] == -0.5 and hotpot["n"] == 2 and hotpot["test"] == "mcnemar_exact"
-    assert hotpot["p_value"] == 1.0 and hotpot["ci_low"] == -1.0 and hotpot["ci_high"] == 0.0
+    assert hotpot["p_value"] == 1.0 and hotpot["ci_method"] == "newcombe_paired"
+    assert (hotpot["ci_low"], hotpot["ci_high"]) == pytest.approx(newcombe_paired(1, 0, 1, 0))
     trec = paired[(paired.task == "trec_e") & (paired.length_bucket == "all")].iloc[0]
     assert trec["score"] == -0.25 and trec["test"] == "sign_flip_exact" and trec["p_value"] == 1.0
     # the macro average: mean over subsets of the paired differences (-0.5 and -0.25), sign-flip on 4 pairs

@@ -215,7 +215,8 @@ def test_known_heatmaps_rows_and_pngs(tmp_path):
     assert set(pem.loc[pem["pooled_over"] == "depth"].index) == {(512, -1), (1024, -1)}  # depth empty: all
     pooled = pem.loc[(1024, -1)]  # 6 pairs: full alone right on 2 -> McNemar b=0, c=2
     assert pooled["n"] == 6 and pooled["score"] == pytest.approx(-1 / 3) and pooled["p_value"] == 0.5
-    assert pooled["test"] == "mcnemar_exact" and pooled["ci_low"] < pooled["score"] < pooled["ci_high"] <= 0
+    assert pooled["test"] == "mcnemar_exact" and pooled["ci_method"] == "newcombe_paired"
+    assert pooled["ci_low"] < pooled["score"] < 0 < pooled["ci_high"]
     assert pem.loc[(512, -1), "score"] == 0.0 and pem.loc[(512, -1), "p_value"] == 1.0
 
 

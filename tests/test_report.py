@@ -130,8 +130,9 @@ def test_report_shows_intervals_and_nsa_minus_full(tmp_path):
     text = out.read_text()
     # pooled over depths at 4k: 9 pairs, NSA 8 right, full 3: +55.6 points; McNemar b=6, c=1: p = 2 * 8/128
     assert "### NSA − full, pooled over depths and trials" in text
-    assert "| passkey | exact_match | runs/train/nsa vs runs/train/full | 2k | 9 | +0.0 [+0.0, +0.0] p=1 | mcnemar_exact |" in text
-    assert re.search(r"\| 4k \| 9 \| \+55\.6 \[\+\d+\.\d, \+\d+\.\d\] p=0\.12 \| mcnemar_exact \|", text)
+    # intervals: Newcombe's for paired right/wrong (9 agreeing pairs still leave +-29.9 points)
+    assert "| passkey | exact_match | runs/train/nsa vs runs/train/full | 2k | 9 | +0.0 [-29.9, +29.9] p=1 | mcnemar_exact |" in text
+    assert "| 4k | 9 | +55.6 [+0.4, +82.6] p=0.12 | mcnemar_exact |" in text
     assert "(r_needle_nsa_minus_full.png)" in text
     assert (tmp_path / "r_needle_nsa_minus_full.png").stat().st_size > 5000
     # the heatmap tables list nsa and full only, not the paired rows

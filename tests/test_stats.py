@@ -7,8 +7,8 @@ import pytest
 
 from nsa_bench.paired import drop_test, example_scores, nsa_minus_full, scored_fields
 from nsa_bench.stats import (
-    binom_cdf_half, bootstrap_mean, interval, mcnemar_exact, paired_difference, sign_flip_p, stratified_bootstrap_macro,
-    wilson,
+    binom_cdf_half, bootstrap_mean, interval, mcnemar_exact, newcombe_paired, paired_difference, sign_flip_p,
+    stratified_bootstrap_macro, wilson,
 )
 
 
@@ -33,6 +33,15 @@ def test_mcnemar_exact_is_twice_the_binomial_tail():
     assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
     assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
     assert binom_cdf_half(3, 6) == pytest.approx(42 / 64)
+
+
+def test_newcombe_paired_interval():
+    # Cavo et al. (2012) in Fagerland, Lydersen & Laake, chapter 8: -0.0621 (95% CI -0.1186 to -0.0046)
+    assert newcombe_paired(59, 6, 16, 80) == pytest.approx((-0.1186, -0.0046), abs=1e-4)
+    # all three pairs: only the second right -> the difference is -1, upper bound from Wilson 0/3 and 3/3
+    low, high = newcombe_paired(0, 0, 3, 0)
+    assert low == -1.0 and high == pytest.approx(-1 + 2**0.5 * 3.8415 / 6.8415, abs=1e-4)
+    assert all(math.isnan(v) for v in newcombe_paired(0, 0, 0, 0))
 
 
 def test_sign_flip_exact_enumeration():
@@ -76,13 +85,14 @@ def test_paired_difference_binary_uses_mcnemar_on_shared_ids():
     # shared 10 pairs: b = 0 (only nsa right), c = 8 (only full right)
     assert row["n"] == 10 and row["score"] == pytest.approx(-0.8)
     assert row["test"] == "mcnemar_exact" and row["p_value"] == pytest.approx(2 / 256)
-    assert row["ci_low"] <= -0.8 <= row["ci_high"] <= 0
+    assert row["ci_method"] == "newcombe_paired" and row["ci_low"] <= -0.8 <= row["ci_high"] <= 0
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(newcombe_paired(2, 0, 8, 0))
 
 
 def test_paired_difference_continuous_and_empty():
     row = paired_difference({"a": 0.5, "b": 0.7, "c": 0.9}, {"a": 0.4, "b": 0.5, "c": 0.6})
     assert row["test"] == "sign_flip_exact" and row["p_value"] == pytest.approx(2 / 8)
-    assert row["score"] == pytest.approx(0.2)
+    assert row["score"] == pytest.approx(0.2) and row["ci_method"] == "paired_bootstrap"
     empty = paired_difference({"a": 1.0}, {"b": 0.0})
     assert empty["n"] == 0 and math.isnan(empty["score"]) and math.isnan(empty["p_value"])
 
