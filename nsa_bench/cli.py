@@ -296,19 +296,28 @@ def check(
     thresholds: Optional[Path] = typer.Option(
         None, "--thresholds", help="TOML file: max_speedup_drop, max_accuracy_drop, a metrics table of per-metric overrides."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Rows only in the baseline do not fail the check."),
+    significant: bool = typer.Option(
+        False, "--significant", help="A score drop beyond the threshold fails only if significant: paired test on the "
+        "rows' example scores (exact McNemar for right/wrong, sign-flip otherwise; p < --alpha), else non-overlapping "
+        "95% intervals; rows with neither: threshold alone."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of --significant."),
     ignore_spread: bool = typer.Option(
         False, "--ignore-spread", help="Judge speedup medians alone, without the runs' p20-p80 bands."),
     show_all: bool = typer.Option(False, "--show-all", help="Also list unchanged and uncompared rows."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write a machine-readable summary here."),
 ) -> None:
     """Regression gate: compare speedups and scores of CUR against BASE; exit 1 on a regression, 2 on bad input."""
-    from nsa_bench.gate import Thresholds, compare, load_thresholds, parse_points, parse_relative, print_result, write_json
+    from nsa_bench.gate import (
+        Thresholds, compare, load_thresholds, parse_alpha, parse_points, parse_relative, print_result, write_json,
+    )
 
     limits = load_thresholds(thresholds) if thresholds is not None else Thresholds()
     if max_speedup_drop is not None:
         limits.speedup_drop = parse_relative(max_speedup_drop)
     if max_accuracy_drop is not None:
         limits.accuracy_drop = parse_points(max_accuracy_drop)
+    if significant:
+        limits.alpha = parse_alpha(alpha)
     result = compare(baseline, current, limits, allow_missing=allow_missing, use_spread=not ignore_spread)
     print_result(result, show_all=show_all)
     if json_out is not None:

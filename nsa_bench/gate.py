@@ -10,7 +10,12 @@ not overlap; a change beyond the threshold whose bands overlap is reported as `n
 Quality rows (`kind=quality`) are compared on `score` in points: a point is 0.01 for a metric whose
 scores (in both files) all lie in [0, 1], and one unit of the score otherwise. Evaluations run the
 same examples greedily, so the score's `stderr` (the spread over examples) is no run-to-run noise
-and the threshold alone decides.
+and the threshold alone decides, unless a significance level is given (`--significant`, alpha):
+then a change beyond the threshold also has to be significant, else it is `noise`. Rows holding
+per-example scores on shared example ids are compared with a paired test (exact McNemar for 0/1
+scores, sign-flip permutation otherwise; significant when p < alpha); rows with 95% intervals but
+no example scores count as significant only when the intervals do not overlap (conservative);
+rows with neither are judged on the threshold alone (noted).
 
 Rows only in the baseline are `missing` (a regression unless allowed), rows only in the current
 file are `new`. A row that was `ok` and now is not (oom, error, unsupported) is a regression.
@@ -67,6 +72,13 @@ def parse_points(value, what: str = "--max-accuracy-drop") -> float:
     return points
 
 
+def parse_alpha(value) -> float:
+    """A significance level, strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise UsageError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {value!r}")
+    return float(value)
+
+
 @dataclass
 class Thresholds:
     """Largest accepted drops: speedups relative (0.10 = 10%), scores in points; per-metric overrides."""
@@ -74,6 +86,7 @@ class Thresholds:
     speedup_drop: float = DEFAULT_SPEEDUP_DROP
     accuracy_drop: float = DEFAULT_ACCURACY_DROP
     per_metric: dict[str, float] = field(default_factory=dict)
+    alpha: float | None = None  # quality changes must also be significant at this level
 
     def for_metric(self, metric: str) -> float:
         if metric in self.per_metric:
@@ -359,9 +372,25 @@ def _compare_score(key, base_row, cur_row, thresholds: Thresholds, units: dict[s
         comp.verdict = "regression"
     elif comp.change > threshold + _EPS:
         comp.verdict = "improvement"
-    if sign < 0:
-        comp.note = "lower is better"
+    notes = ["lower is better"] if sign < 0 else []
+    if thresholds.alpha is not None and comp.verdict != "unchanged":
+        notes.append(_significance(comp, base_row, cur_row, thresholds.alpha))
+    comp.note = "; ".join(notes)
     return [comp]
+
+
+def _significance(comp: Comparison, base_row: dict, cur_row: dict, alpha: float) -> str:
+    """Turn a change beyond the threshold that is not significant at alpha into noise; the note says why."""
+    from nsa_bench.paired import drop_test
+
+    tested = drop_test(base_row, cur_row)
+    if tested is None:
+        return "no example scores or intervals: threshold alone"
+    p_value, how = tested
+    if not p_value < alpha:
+        comp.verdict = "noise"
+        return f"not significant ({how})"
+    return how
 
 
 @dataclass
@@ -395,6 +424,7 @@ class GateResult:
             "baseline": self.baseline, "current": self.current,
             "thresholds": {"max_speedup_drop": self.thresholds.speedup_drop,
                            "max_accuracy_drop_points": self.thresholds.accuracy_drop,
+                           "significance_alpha": self.thresholds.alpha,
                            "per_metric": self.thresholds.per_metric},
             "allow_missing": self.allow_missing, "use_spread": self.use_spread,
             "counts": self.counts(), "warnings": self.warnings,
@@ -544,6 +574,8 @@ def print_result(result: GateResult, show_all: bool = False, console=None) -> No
     status = "[bold red]FAIL[/]" if result.failures else "[bold green]PASS[/]"
     console.print(f"gate: {status}  {summary}  (thresholds: speedup -{result.thresholds.speedup_drop:.0%}, "
                   f"accuracy -{result.thresholds.accuracy_drop:g} pt"
+                  + (f", score changes significant at alpha {result.thresholds.alpha:g}"
+                     if result.thresholds.alpha is not None else "")
                   + (", missing rows allowed" if result.allow_missing else "")
                   + ("" if result.use_spread else ", spread ignored") + ")", highlight=False)
 

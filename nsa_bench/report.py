@@ -16,6 +16,7 @@ import pandas as pd
 
 from nsa_bench.errors import UsageError
 from nsa_bench.gate import is_ok, normalize_kernel_row, row_kind
+from nsa_bench.report_stats import INTERVAL_NOTE, PAIRED_NOTE, needle_paired_section, paired_cell, score_cell, split_paired
 
 META_COLUMNS = ("gpu", "gpu_capability", "driver", "cuda", "torch", "triton", "flash_attn", "fa2_baseline",
                 "cudnn_attention", "transformers", "lm_eval", "git_rev")
@@ -23,7 +24,8 @@ SETUP_COLUMNS = ("gpu", "dtype", "q_heads", "kv_heads", "dk", "dv", "nsa_config"
 MODES = ("fwd", "bwd", "decode")
 BASELINES = ("fa2", "cudnn")
 NUMERIC = ("seq_len", "batch", "q_heads", "kv_heads", "dk", "dv", "ms", "ms_p20", "ms_p80", "tflops", "gbps",
-           "speedup_fa2", "speedup_cudnn", "ceiling", "efficiency", "copy_gbps", "score", "stderr", "n", "ctx_len",
+           "speedup_fa2", "speedup_cudnn", "ceiling", "efficiency", "copy_gbps", "score", "stderr", "ci_low", "ci_high",
+           "p_value", "n", "ctx_len",
            "depth", "step", "loss", "val_loss", "val_answer_acc", "tokens_per_s", "wall_s", "params")
 ATTENTION_ORDER = ("nsa", "full")
 COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray"}
@@ -352,12 +354,16 @@ def _scale(frame: pd.DataFrame) -> float:
 
 def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
     """A table of scores: one row per `index` value, one column per attention (and model), and
-    NSA minus full where both are there once. Scores in [0, 1] are shown x100, with ± stderr."""
+    NSA minus full where both are there once or `nsa-full` rows give it. Scores in [0, 1] are shown
+    x100, with their 95% interval where the rows have one, else ± stderr."""
+    frame, paired = split_paired(frame)
     columns = _columns_by_attention(frame)
     scale = _scale(frame)
     one_each = [c for c in columns if c[0] == "nsa"][:2] + [c for c in columns if c[0] == "full"][:2]
-    delta = len(one_each) == 2 and one_each[0][0] == "nsa" and one_each[1][0] == "full"
-    rows = []
+    delta = (len(one_each) == 2 and one_each[0][0] == "nsa" and one_each[1][0] == "full") or not paired.empty
+    paired_by_key = {tuple(_cell(v) for v in k): r for k, r in zip(
+        paired[index].itertuples(index=False, name=None), paired.to_dict(orient="records"))}
+    rows, intervals = [], 0
     for keys, group in frame.groupby(index, sort=False, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         cells, values = [], {}
@@ -374,14 +380,19 @@ def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
             value = _num(r.get("score")) * scale
             values[attention] = value
             err = _num(r.get("stderr")) * scale
-            cells.append(_fmt(value, ".1f" if scale == 100 else ".4g") + ("" if math.isnan(err) else f" ± {err:.1f}"
-                                                                          if scale == 100 else f" ± {err:.2g}"))
+            with_interval = score_cell(r, scale)
+            intervals += with_interval is not None
+            cells.append(with_interval or _fmt(value, ".1f" if scale == 100 else ".4g") + (
+                "" if math.isnan(err) else f" ± {err:.1f}" if scale == 100 else f" ± {err:.2g}"))
         diff = values.get("nsa", math.nan) - values.get("full", math.nan)
-        rows.append([_cell(k) for k in keys] + [_fmt(n, ".0f")] + cells + ([_fmt(diff, "+.1f" if scale == 100 else "+.3g")]
-                                                                            if delta else []))
+        pair = paired_by_key.get(tuple(_cell(k) for k in keys))
+        diff_text = paired_cell(pair, scale) if pair is not None else _fmt(diff, "+.1f" if scale == 100 else "+.3g")
+        rows.append([_cell(k) for k in keys] + [_fmt(n, ".0f")] + cells + ([diff_text] if delta else []))
     headers = index + ["n"] + [h for _, _, h in columns] + (["NSA − full"] if delta else [])
     notes = (["Scores x100."] if scale == 100 else []) + (
-        ["± is the standard error over examples."] if any("±" in c for r in rows for c in r) else [])
+        ["± is the standard error over examples."] if any("±" in c for r in rows for c in r) else []) + (
+        [INTERVAL_NOTE] if intervals else []) + (
+        [PAIRED_NOTE] if paired_by_key else [])
     return md_table(headers, rows) + ("\n\n" + " ".join(notes) if notes else "")
 
 
@@ -439,6 +450,7 @@ def _heatmap(ax, grid: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: f
 
 
 def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
+    frame, paired = split_paired(frame)
     parts = ["## Needle in a haystack\n"]
     for (task, metric), group in frame.groupby(["task", "metric"], sort=False):
         if metric != "exact_match" and (frame.loc[frame["task"] == task, "metric"] == "exact_match").any():
@@ -479,6 +491,7 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         parts += ["### All metrics (mean over cells)\n", side_by_side(
             _ok(frame).groupby(["task", "metric", "attention", "model"], as_index=False, sort=False)
             .agg(score=("score", "mean"), n=("score", "size")), ["task", "metric"]) + "\n"]
+    parts.append(needle_paired_section(figs, paired))
     return "\n".join(parts)
 
 

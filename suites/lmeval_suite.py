@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
+from nsa_bench.paired import example_scores, interval_fields, nsa_minus_full, run_rows, scored_fields, write_new
 
 from .lmeval_data import TASKS_DIR, DataError, mmlu_subjects, read_gsm8k, read_mmlu
 
@@ -61,9 +62,25 @@ def resolve_tasks(names: Sequence[str], gsm8k_dir: str | None, mmlu_dir: str | N
     return list(dict.fromkeys(pairs))
 
 
+PAIR_KEYS = ("suite", "task", "metric", "data_dir", "limit", "num_fewshot")  # with doc_id: what pairs NSA and full
+
+
+def sample_scores(results: dict, lm_task: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Per-document scores of one task from lm-eval's logged samples: (metric, filter) -> {doc_id: score}."""
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for sample in results.get("samples", {}).get(lm_task, []):
+        for metric in sample.get("metrics", []):
+            value = sample.get(metric)
+            if isinstance(value, (int, float)):
+                found.setdefault((metric, sample.get("filter", "none")), {})[str(sample["doc_id"])] = float(value)
+    return found
+
+
 def result_rows(results: dict, lm_task: str) -> list[dict]:
-    """metric, score, stderr, n, fewshot (the count used) for each metric (and filter) of one task."""
+    """metric, score, stderr, n, fewshot (the count used) for each metric (and filter) of one task, with
+    the per-document scores (`example_scores`, by doc_id) and their 95% interval where lm-eval logged them."""
     scores = results["results"][lm_task]
+    per_doc = sample_scores(results, lm_task)
     n = results["n-samples"][lm_task]["effective"]
     fewshot = results["configs"][lm_task].get("num_fewshot")
     rows = []
@@ -78,18 +95,24 @@ def result_rows(results: dict, lm_task: str) -> list[dict]:
             "stderr": float(stderr) if isinstance(stderr, (int, float)) else float("nan"),
             "n": n,
             "fewshot": fewshot,
+            **(scored_fields(per_doc[(metric, filt)]) if (metric, filt) in per_doc else {}),
         })
     return rows
 
 
 def mmlu_overall(rows: Sequence[dict]) -> dict:
-    """Accuracy over all questions of the subject rows, and its stderr from the subjects' stderrs."""
+    """Accuracy over all questions of the subject rows, and its stderr from the subjects' stderrs; the
+    questions' scores (ids `<task>/<doc_id>`) and interval when every subject row has them."""
     total = sum(r["n"] for r in rows)
+    per_subject = [(r.get("task"), example_scores(r)) for r in rows]
+    questions = {f"{task}/{i}": v for task, found in per_subject if found is not None for i, v in found.items()}
+    complete = all(found is not None for _, found in per_subject)
     score = sum(r["score"] * r["n"] for r in rows) / total
     variance = sum((r["n"] / total) ** 2 * r["stderr"] ** 2 for r in rows)  # NaN if a subject has none
     fewshot = {r.get("fewshot") for r in rows}
     return {"metric": "acc", "score": score, "stderr": math.sqrt(variance), "n": total, "subjects": len(rows),
-            "fewshot": fewshot.pop() if len(fewshot) == 1 else float("nan")}
+            "fewshot": fewshot.pop() if len(fewshot) == 1 else float("nan"),
+            **(scored_fields(questions) if complete else interval_fields([]))}
 
 
 @contextlib.contextmanager
@@ -195,7 +218,7 @@ def run_lmeval(
                                     **({"max_gen_toks": max_gen_toks} if max_gen_toks else {}))
                 try:
                     results = simple_evaluate(model=lm, tasks=[lm_task], task_manager=manager, limit=limit,
-                                              num_fewshot=num_fewshot, log_samples=False)
+                                              num_fewshot=num_fewshot, log_samples=True)
                     for row in result_rows(results, lm_task):
                         write(model, attention, task, lm_task, row)
                 except (RuntimeError, MemoryError) as error:
@@ -204,4 +227,7 @@ def run_lmeval(
                     _free_cuda()
                 bar.advance(job)
             del lm
+    if {"nsa", "full"} <= models.keys():
+        mine = run_rows(writer.rows, models, {"suite": "lmeval", **setting})
+        written += write_new(writer, nsa_minus_full(mine, PAIR_KEYS), PAIR_KEYS)
     return written

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
+from nsa_bench.paired import nsa_minus_full, run_rows, scored_fields, write_new
 
 from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
 from .needle_tasks import TASKS as FAMILY_TASKS
@@ -321,10 +322,12 @@ def _run_family_cell(lm: CausalLM, grid: NeedleGrid, haystacks: list[TokenHaysta
 def cell_rows(
     model: str, attention: str, max_length: int, grid: NeedleGrid, ctx_len: int, depth: float, cell: dict
 ) -> list[dict]:
-    """The CSV rows (one per metric) of one finished cell."""
+    """The CSV rows (one per metric) of one finished cell, with per-trial scores (`example_scores`,
+    keyed `<trial>:<value>`) and their 95% interval."""
     rows = []
     for metric in grid.metrics:
         scores = cell.get(metric)
+        trials = {f"{t}:{v}": s for t, (v, s) in enumerate(zip(cell.get("values", []), scores or []))}
         rows.append(
             {
                 "kind": "quality",
@@ -345,6 +348,7 @@ def cell_rows(
                 "extrapolated": ctx_len > max_length,
                 "values": json.dumps(cell.get("values", [])),
                 "answers": json.dumps(cell.get("answers", [])),
+                **scored_fields(trials),
                 **grid.config(),
             }
         )
@@ -403,10 +407,23 @@ def run_needle(
             del lm, haystacks
             gc.collect()
             _free_cuda()
+    if {"nsa", "full"} <= models.keys():
+        write_paired_rows(writer, grid, models)
     if report_dir is None:
         return []
     stem = Path(out).stem if grid.family is None else f"{Path(out).stem}_{grid.family}"
     return plot_heatmaps(out, models, grid.task, report_dir, stem=stem)
+
+
+def write_paired_rows(writer, grid: NeedleGrid, models: dict[str, str]) -> list[dict]:
+    """NSA-minus-full rows of the grid's cells in the writer's CSV (pairs: task, ctx_len, depth and
+    trial, whose values are seeded per trial), and per ctx_len one over all depths and trials (`depth`
+    empty, `pooled_over = depth`). Rows already in the CSV are not written again."""
+    config = grid.config()
+    mine = run_rows(writer.rows, models, {"suite": "needle", "task": grid.task, **config})
+    keys = ("suite", "task", "metric", "ctx_len", "depth", *config)
+    rows = nsa_minus_full(mine, keys) + nsa_minus_full(mine, keys, pool_over="depth")
+    return write_new(writer, rows, keys)
 
 
 def _free_cuda() -> None:

@@ -269,3 +269,43 @@ def test_graph_column_and_dtype_spellings_map_to_the_schema(tmp_path, base):
     result = compare(tmp_path / "graph.csv", tmp_path / "slow.csv")
     assert verdicts(result, "regression") == {("nsa:cuda_graph", "decode", "16384", "speedup_fa2"),
                                               ("nsa:cuda_graph", "decode", "16384", "speedup_cudnn")}
+
+
+def _scored(right: int, n: int = 100, **ci):
+    """A needle-like accuracy row whose first `right` of n examples are right (per-example scores)."""
+    from nsa_bench.paired import scored_fields
+
+    fields = scored_fields({str(i): float(i < right) for i in range(n)}) if not ci else ci
+    return [{"kind": "quality", "suite": "needle", "task": "niah_single", "attention": "nsa", "model": "m",
+             "metric": "exact_match", "score": right / n, "n": n, "status": "ok", **fields}]
+
+
+def test_significant_drop_option(capsys, tmp_path):
+    base = write_csv(tmp_path / "b.csv", _scored(90))
+    small = write_csv(tmp_path / "small.csv", _scored(87))  # -3 points: 3 discordant pairs, McNemar p = 0.25
+    large = write_csv(tmp_path / "large.csv", _scored(60))  # -30 points: p = 2 * 0.5**30
+    assert compare(base, small).exit_code == 1  # beyond 1 point, fails without the option
+    result = compare(base, small, Thresholds(alpha=0.05))
+    (comp,) = result.comparisons
+    assert result.exit_code == 0 and comp.verdict == "noise" and "mcnemar_exact p=0.25" in comp.note
+    assert compare(base, large).exit_code == 1
+    result = compare(base, large, Thresholds(alpha=0.05))
+    assert result.exit_code == 1 and result.comparisons[0].verdict == "regression"
+    code, out = check(capsys, "--baseline", base, "--current", small, "--significant")
+    assert code == 0 and "noise" in out and "significant at alpha 0.05" in out
+    assert check(capsys, "--baseline", base, "--current", large, "--significant", "--alpha", "0.01")[0] == 1
+    code, out = check(capsys, "--baseline", base, "--current", small, "--significant", "--alpha", "1.5")
+    assert code == 2 and "--alpha" in out
+
+
+def test_significant_drop_from_intervals_or_threshold_alone(tmp_path):
+    base = write_csv(tmp_path / "b.csv", _scored(90, ci_low=0.82, ci_high=0.95))
+    overlap = write_csv(tmp_path / "o.csv", _scored(85, ci_low=0.77, ci_high=0.91))
+    apart = write_csv(tmp_path / "a.csv", _scored(60, ci_low=0.50, ci_high=0.69))
+    assert compare(base, overlap, Thresholds(alpha=0.05)).comparisons[0].verdict == "noise"
+    assert compare(base, apart, Thresholds(alpha=0.05)).exit_code == 1
+    plain = [{k: v for k, v in r.items() if k not in ("ci_low", "ci_high")} for r in _scored(90, ci_low=0, ci_high=1)]
+    b2 = write_csv(tmp_path / "b2.csv", plain)
+    c2 = write_csv(tmp_path / "c2.csv", [{**plain[0], "score": 0.85}])
+    result = compare(b2, c2, Thresholds(alpha=0.05))
+    assert result.exit_code == 1 and "threshold alone" in result.comparisons[0].note

@@ -333,8 +333,21 @@ def test_run_lmeval_rows_and_resume(tmp_path):
     assert set(nsa.index) == {"mmlu_astronomy", "mmlu_high_school_mathematics", "mmlu"}
     assert nsa.loc["mmlu", "score"] == pytest.approx(
         (3 * nsa.loc["mmlu_astronomy", "score"] + 2 * nsa.loc["mmlu_high_school_mathematics", "score"]) / 5)
-    assert nsa.loc["mmlu", "n"] == 5 and (rows["fewshot"] == 5).all()
+    assert nsa.loc["mmlu", "n"] == 5 and (rows[rows["attention"] != "nsa-full"]["fewshot"] == 5).all()
     assert set(rows["suite"]) == {"lmeval"} and set(rows["status"]) == {"ok"}
+    # per-document scores (log_samples) give Wilson intervals; 1 of 2 right -> [0.095, 0.905]
+    strict = rows[(rows["attention"] == "full") & (rows["metric"] == "exact_match:strict-match")].iloc[0]
+    assert json.loads(strict["example_scores"]) == {"0": 1.0, "1": 0.0}
+    assert (strict["ci_low"], strict["ci_high"]) == pytest.approx((0.0945, 0.9055), abs=1e-4)
+    assert nsa.loc["mmlu", "ci_method"] == "wilson" and len(json.loads(nsa.loc["mmlu", "example_scores"])) == 5
+    # NSA minus full on the same doc_ids, McNemar on right/wrong
+    paired = rows[rows["attention"] == "nsa-full"].set_index(["task", "metric"])
+    assert set(paired.index) == {(t, "acc") for t in ("mmlu", "mmlu_astronomy", "mmlu_high_school_mathematics")} | {
+        ("gsm8k", "exact_match:strict-match"), ("gsm8k", "exact_match:flexible-extract")}
+    mmlu = paired.loc[("mmlu", "acc")]
+    assert mmlu["n"] == 5 and mmlu["test"] == "mcnemar_exact" and mmlu["model"] == "m-nsa vs m-full"
+    full_acc = rows[(rows["attention"] == "full") & (rows["task"] == "mmlu") & (rows["metric"] == "acc")]["score"].iloc[0]
+    assert mmlu["score"] == pytest.approx(nsa.loc["mmlu", "score"] - full_acc)
 
     loads.clear()
     run_lmeval({"nsa": "m-nsa", "full": "m-full"}, load, tasks, out, str(GSM8K), str(MMLU), progress=False)

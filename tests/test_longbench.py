@@ -15,6 +15,7 @@ import torch
 
 from nsa_bench.cli import main
 from nsa_bench.errors import UsageError
+from nsa_bench.stats import newcombe_paired
 from nsa_bench.suites import suite_models
 from nsa_bench.suites.longbench import commands, metrics
 from nsa_bench.suites.longbench.datasets import (
@@ -199,6 +200,10 @@ def test_score_prediction_directory():
     count = _by(rows, "passage_count")
     assert count["n"] == 3 and count["metric"] == "count"
     assert count["stderr"] == pytest.approx(0.5 / 3**0.5)  # sample std 0.5 over sqrt(3)
+    assert count["ci_method"] == "bootstrap" and 0.0 <= count["ci_low"] < 0.5 < count["ci_high"] <= 1.0
+    assert json.loads(count["example_scores"]) == {"#0": 1.0, "#1": 0.5, "#2": 0.0}  # no _id: positions
+    average = _by(rows, "average")
+    assert average["ci_method"] == "stratified_bootstrap" and average["ci_low"] < average["score"] < average["ci_high"]
 
 
 def test_score_command_single_file_to_csv(tmp_path, capsys):
@@ -294,14 +299,27 @@ def test_cli_run_both_attentions_to_csv(tmp_path, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert "nsa-full" in shown and "trec_e" in shown
     table = pd.read_csv(out)
+    table, paired = table[table.attention != "nsa-full"], table[table.attention == "nsa-full"]
     assert set(table["attention"]) == {"nsa", "full"} and set(table["suite"]) == {"longbench"}
+    assert table["ci_low"].notna().all() and (table["ci_low"] <= table["score"] + 1e-12).all()
+    # NSA minus full on the same _ids, per subset and bucket (no averages): hotpotqa 1, 0 against 1, 1
+    hotpot = paired[(paired.task == "hotpotqa") & (paired.length_bucket == "all")].iloc[0]
+    assert hotpot["score"] == -0.5 and hotpot["n"] == 2 and hotpot["test"] == "mcnemar_exact"
+    assert hotpot["p_value"] == 1.0 and hotpot["ci_method"] == "newcombe_paired"
+    assert (hotpot["ci_low"], hotpot["ci_high"]) == pytest.approx(newcombe_paired(1, 0, 1, 0))
+    trec = paired[(paired.task == "trec_e") & (paired.length_bucket == "all")].iloc[0]
+    assert trec["score"] == -0.25 and trec["test"] == "sign_flip_exact" and trec["p_value"] == 1.0
+    # the macro average: mean over subsets of the paired differences (-0.5 and -0.25), sign-flip on 4 pairs
+    average = paired[(paired.task == "average") & (paired.length_bucket == "all")].iloc[0]
+    assert average["score"] == pytest.approx(-0.375) and average["n"] == 4 and average["test"] == "sign_flip_exact"
+    assert average["p_value"] == 0.5  # weighted diffs 0, -1/4, -1/8, 0: +-1/4 +-1/8 reaches 3/8 in 2 of 4
     full = table[(table.attention == "full") & (table.length_bucket == "all")].set_index("task")["score"]
     nsa = table[(table.attention == "nsa") & (table.length_bucket == "all")].set_index("task")["score"]
     assert full["hotpotqa"] == 1.0 and nsa["hotpotqa"] == 0.5  # first 2 examples: 1, 1 and 1, 0
     assert full["trec_e"] == 1.0 and nsa["trec_e"] == 0.75  # 1, 1 and 0.5, 1
     assert full["average"] == 1.0 and table["n"][0] == 2
     assert (preds / "fake" / "nsa" / "hotpotqa.jsonl").is_file()
-    rows_before = len(table)
+    rows_before = len(table) + len(paired)
     assert main(argv) == 0  # resumed: no new rows
     assert len(pd.read_csv(out)) == rows_before
 

@@ -191,6 +191,7 @@ def test_known_heatmaps_rows_and_pngs(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
     rows = pd.read_csv(out)
+    paired, rows = rows[rows["attention"] == "nsa-full"], rows[rows["attention"] != "nsa-full"]
     assert len(rows) == 2 * 6 * 2 and set(rows["status"]) == {"ok"}
     assert set(rows["suite"]) == {"needle"} and set(rows["task"]) == {"passkey"}
     assert {"git_rev", "torch", "timestamp", "kind"} <= set(rows.columns)
@@ -205,6 +206,18 @@ def test_known_heatmaps_rows_and_pngs(tmp_path):
     assert max(loader.lm.prompts) == 1024 - (len(" 12345.") + 2)
     table = nd.heatmap_table(rows.to_dict("records"), "m-nsa", "passkey", "nsa")
     assert table.loc[0.0, 1024] == 0.0 and table.loc[1.0, 1024] == 1.0
+    # per-trial scores and 95% intervals: 2 of 2 right -> Wilson [0.342, 1]
+    assert em["ci_method"].eq("wilson").all() and em["ci_low"].round(3).isin([0.0, 0.342]).all()
+    # NSA minus full per cell and pooled over depths per length (6 cells + 2 pooled, per metric)
+    assert len(paired) == 2 * (6 + 2) and set(paired["model"]) == {"m-nsa vs m-full"}
+    pem = paired[paired["metric"] == "exact_match"].fillna({"depth": -1}).set_index(["ctx_len", "depth"])
+    assert pem.loc[(1024, 0.0), "score"] == -1.0 and pem.loc[(1024, 0.0), "p_value"] == 0.5
+    assert set(pem.loc[pem["pooled_over"] == "depth"].index) == {(512, -1), (1024, -1)}  # depth empty: all
+    pooled = pem.loc[(1024, -1)]  # 6 pairs: full alone right on 2 -> McNemar b=0, c=2
+    assert pooled["n"] == 6 and pooled["score"] == pytest.approx(-1 / 3) and pooled["p_value"] == 0.5
+    assert pooled["test"] == "mcnemar_exact" and pooled["ci_method"] == "newcombe_paired"
+    assert pooled["ci_low"] < pooled["score"] < 0 < pooled["ci_high"]
+    assert pem.loc[(512, -1), "score"] == 0.0 and pem.loc[(512, -1), "p_value"] == 1.0
 
 
 def test_resume_skips_finished_cells(tmp_path):

@@ -102,3 +102,56 @@ def test_report_of_a_decode_only_csv_without_cudnn_columns(tmp_path):
     text = build_report([csv], tmp_path / "r.md").read_text()
     assert "| decode | 8k | nsa:cuda_graph | ok |" in text and "#### NSA stages" not in text
     assert "![kernels_decode_gbps](r_kernels_decode_gbps.png)" in text
+
+
+def _needle_with_pairs():
+    """Needle rows with per-trial scores (3 trials) and their nsa-full rows: at 4k full misses trials 1
+    and 2 of every depth, NSA trial 0 at depth 0 alone."""
+    from nsa_bench.paired import nsa_minus_full, scored_fields
+
+    def wrong(row) -> set:
+        if row["ctx_len"] != 4096:
+            return set()
+        return {1, 2} if row["attention"] == "full" else {0} if row["depth"] == 0.0 else set()
+
+    rows = []
+    for row in needle_rows(ctx_lens=(2048, 4096)):
+        if row["metric"] != "exact_match":
+            continue
+        trials = {f"{t}:1234{t}": float(t not in wrong(row)) for t in range(3)}
+        rows.append({**row, "score": sum(trials.values()) / 3, **scored_fields(trials)})
+    keys = ("suite", "task", "metric", "ctx_len", "depth")
+    return rows + nsa_minus_full(rows, keys) + nsa_minus_full(rows, keys, pool_over="depth")
+
+
+def test_report_shows_intervals_and_nsa_minus_full(tmp_path):
+    csv = write_csv(tmp_path / "needle.csv", _needle_with_pairs())
+    out = build_report([csv], tmp_path / "r.md")
+    text = out.read_text()
+    # pooled over depths at 4k: 9 pairs, NSA 8 right, full 3: +55.6 points; McNemar b=6, c=1: p = 2 * 8/128
+    assert "### NSA − full, pooled over depths and trials" in text
+    # intervals: Newcombe's for paired right/wrong (9 agreeing pairs still leave +-29.9 points)
+    assert "| passkey | exact_match | runs/train/nsa vs runs/train/full | 2k | 9 | +0.0 [-29.9, +29.9] p=1 | mcnemar_exact |" in text
+    assert "| 4k | 9 | +55.6 [+0.4, +82.6] p=0.12 | mcnemar_exact |" in text
+    assert "(r_needle_nsa_minus_full.png)" in text
+    assert (tmp_path / "r_needle_nsa_minus_full.png").stat().st_size > 5000
+    # the heatmap tables list nsa and full only, not the paired rows
+    assert "| nsa-full |" not in text.split("### NSA − full")[0]
+
+
+def test_side_by_side_intervals_and_paired_column():
+    import pandas as pd
+
+    from nsa_bench.report import side_by_side
+
+    frame = pd.DataFrame([
+        {"task": "t", "metric": "acc", "attention": "nsa", "model": "m", "score": 0.5, "ci_low": 0.2366,
+         "ci_high": 0.7634, "n": 10, "status": "ok"},
+        {"task": "t", "metric": "acc", "attention": "full", "model": "m", "score": 0.9, "ci_low": 0.596,
+         "ci_high": 0.982, "n": 10, "status": "ok"},
+        {"task": "t", "metric": "acc", "attention": "nsa-full", "model": "m", "score": -0.4, "ci_low": -0.7,
+         "ci_high": -0.1, "p_value": 0.0703, "n": 10, "status": "ok"},
+    ])
+    text = side_by_side(frame, ["task", "metric"])
+    assert "| t | acc | 10 | 50.0 [23.7, 76.3] | 90.0 [59.6, 98.2] | -40.0 [-70.0, -10.0] p=0.07 |" in text
+    assert "95% interval" in text and "paired on the same examples" in text

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.paired import nsa_minus_full, write_new
 from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+
+PAIR_KEYS = ("suite", "task", "length_bucket", "metric")  # with the example id: what pairs NSA and full
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -75,6 +78,7 @@ def run_command(
     from nsa_bench.results import ResultWriter
     from nsa_bench.suites.longbench.records import data_files
     from nsa_bench.suites.longbench.runner import load_subsets, prediction_dir, run_longbench
+    from nsa_bench.suites.longbench.scoring import paired_average_rows
 
     attns = attentions(attn)
     if max_examples is not None and max_examples < 1:
@@ -98,6 +102,9 @@ def run_command(
                 torch.cuda.empty_cache()
     console = Console()
     console.print(results_table(rows, f"LongBench: {', '.join(dict.fromkeys(chosen.values()))}"))
+    if {"nsa", "full"} <= chosen.keys():
+        paired = nsa_minus_full(rows, PAIR_KEYS) + paired_average_rows(rows)
+        rows += write_new(writer, paired, PAIR_KEYS)
     console.print(f"rows: {out}   predictions: {preds}/")
     return rows
 

@@ -114,7 +114,8 @@ def run_longbench(
     for subset, records in subsets.items():
         predictions = predict_subset(lm, subset, records, Path(pred_dir) / f"{subset}.jsonl", progress)
         scores = score_records(subset, predictions)
-        subset_level = subset_rows(subset, scores, [p.get("length") for p in predictions])
+        subset_level = subset_rows(subset, scores, [p.get("length") for p in predictions],
+                                   [p["_id"] for p in predictions])
         subset_level[0]["truncated"] = sum(bool(p.get("truncated")) for p in predictions)
         save(subset_level)
         rows += subset_level
