@@ -286,6 +286,25 @@ def lmeval(
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A checkpoint directory written by `nsa-bench train` (e.g. runs/x/full)."),
+    out: Path = typer.Option(..., "--out", help="New (or empty) directory for the Hugging Face model."),
+) -> None:
+    """A checkpoint as a Hugging Face model directory: full attention as a Llama, NSA as model type nsa_bench."""
+    from nsa_bench.models.hf_export import export_checkpoint
+
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UsageError("export needs transformers: pip install 'nsa-bench[eval]'") from None
+    try:
+        path = export_checkpoint(run_dir, out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def check(
     baseline: Path = typer.Option(..., "--baseline", help="Result CSV of the reference run (e.g. committed under results/)."),
     current: Path = typer.Option(..., "--current", help="Result CSV of the run to judge."),
