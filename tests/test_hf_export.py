@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -96,3 +98,18 @@ def test_export_cli_and_bad_input(tmp_path, capsys):
         assert main(["export", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_nsa_export_loads_with_trust_remote_code_alone(exported):
+    """A fresh interpreter that imports nothing of ours: the NSA directory's modeling_nsa_bench.py
+    does; a Llama directory holds no code of ours."""
+    attention, _, _, out = exported
+    if attention == "full":
+        assert "auto_map" not in json.loads((out / "config.json").read_text())
+        assert not list(out.glob("*.py"))
+        return
+    code = ("import sys; from transformers import AutoModelForCausalLM; "
+            f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True); "
+            "print(type(m).__name__, 'nsa_bench.models.hf_model' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["NSABenchForCausalLM", "True"], done.stderr[-2000:]

@@ -3,7 +3,8 @@
 A full-attention model becomes a standard Llama (LlamaForCausalLM: the same RMSNorm, rotate-half
 RoPE, SwiGLU, grouped-query attention and tied embeddings), which transformers and lm-eval's `hf`
 model load with no code of ours. An NSA model becomes model type `nsa_bench` (hf_model), which
-`AutoModelForCausalLM` loads once nsa_bench.models.hf_model is imported.
+`AutoModelForCausalLM` loads once nsa_bench.models.hf_model is imported, or, with nsa-bench
+installed, with trust_remote_code=True (the directory's modeling_nsa_bench.py imports it).
 
 The tokenizer goes with it: a checkpoint's Hugging Face tokenizer (its `tokenizer/` directory, or
 the directory its config names) is re-saved without BOS, as our models are trained; the built-in
@@ -19,6 +20,12 @@ from .checkpoint import is_checkpoint, load_checkpoint
 from .config import ModelConfig
 from .model import Transformer
 from .tokenizer import ByteTokenizer
+
+REMOTE_CODE = "modeling_nsa_bench"
+REMOTE_CODE_TEXT = '''"""nsa-bench's model for transformers' trust_remote_code (needs `pip install nsa-bench`)."""
+
+from nsa_bench.models.hf_model import NSABenchConfig, NSABenchForCausalLM  # noqa: F401
+'''
 
 # Our per-block parameter names -> Llama's (under model.layers.N.)
 LLAMA_BLOCK_NAMES = {
@@ -108,6 +115,8 @@ def nsa_model(model: Transformer, special_ids: dict):
 
     hf = NSABenchForCausalLM(NSABenchConfig(model=model.cfg.to_dict(), **special_ids))
     hf.model.load_state_dict(model.state_dict())
+    hf.config.auto_map = {kind: f"{REMOTE_CODE}.{cls.__name__}" for kind, cls in
+                          (("AutoConfig", NSABenchConfig), ("AutoModelForCausalLM", NSABenchForCausalLM))}
     return hf
 
 
@@ -128,5 +137,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     hf = build(model, _special_ids(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)
+    if cfg.attention == "nsa":
+        (out / f"{REMOTE_CODE}.py").write_text(REMOTE_CODE_TEXT)
     tokenizer.save_pretrained(out)
     return out
