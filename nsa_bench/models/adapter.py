@@ -83,6 +83,12 @@ class NativeLM(_Greedy):
             return self.model(torch.tensor([[token]], device=self.device), self._cache)[0, -1]
 
 
+def cache_argument(model) -> str:
+    """The name under which a transformers model takes and returns its KV cache: `cache` in current
+    transformers (5.2x), `past_key_values` before (deprecated there, removed in 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class HFLM(_Greedy):
     """A Hugging Face causal LM from a local directory, with full (SDPA) or NSA attention (CausalLM).
 
@@ -116,8 +122,7 @@ class HFLM(_Greedy):
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.device = device
         self.eos_id = self.tokenizer.eos_token_id
-        forward_args = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"  # renamed in transformers 5.2x
+        self._cache_arg = cache_argument(self.model)
         self._cache = None
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
