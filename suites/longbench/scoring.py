@@ -12,7 +12,7 @@ from typing import Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.suites.longbench.datasets import LENGTH_BUCKETS, length_bucket, spec_for
-from nsa_bench.suites.longbench.metrics import metric_label, score_prediction
+from nsa_bench.suites.longbench.metrics import metric_for, metric_label, score_prediction
 from nsa_bench.suites.longbench.records import PREDICTION_KEYS, prediction_files, read_jsonl
 
 
@@ -25,7 +25,9 @@ def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(variance / n)
 
 
-def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | None]) -> list[dict]:
+def subset_rows(
+    subset: str, scores: Sequence[float], lengths: Sequence[int | None], code_sim: str = "levenshtein"
+) -> list[dict]:
     """Rows for one subset: over all examples (`length_bucket` 'all') and, when every example has a
     `length`, one per non-empty LongBench-E bucket (0-4k, 4-8k, 8k+)."""
     spec = spec_for(subset)
@@ -40,7 +42,7 @@ def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | No
         mean, stderr = _mean_and_stderr(values)
         rows.append({
             "kind": "quality", "suite": "longbench", "task": subset, "length_bucket": bucket,
-            "language": spec.language, "metric": metric_label(spec.metric), "score": mean,
+            "language": spec.language, "metric": metric_label(metric_for(subset, code_sim)), "score": mean,
             "n": len(values), "stderr": stderr, "status": "ok",
         })
     return rows
@@ -71,25 +73,27 @@ def average_rows(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def score_records(subset: str, records: Sequence[dict], where: str = "") -> list[float]:
+def score_records(subset: str, records: Sequence[dict], where: str = "", code_sim: str = "levenshtein") -> list[float]:
     """Each prediction record's score (`pred`, `answers`, `all_classes`)."""
     scores = []
     for index, record in enumerate(records):
         try:
-            scores.append(score_prediction(subset, record["pred"], record["answers"], record.get("all_classes")))
+            scores.append(score_prediction(
+                subset, record["pred"], record["answers"], record.get("all_classes"), code_sim=code_sim))
         except (ValueError, TypeError) as error:
             raise UsageError(f"{where or subset}: example {index + 1}: {error}") from None
     return scores
 
 
-def score_predictions(path: str | Path) -> list[dict]:
+def score_predictions(path: str | Path, code_sim: str = "levenshtein") -> list[dict]:
     """Rows for a predictions file or a directory of `<subset>.jsonl` files, as LongBench's eval.py
-    scores them (lines with `pred`, `answers`, `all_classes`, optional `length`), plus averages."""
+    scores them (lines with `pred`, `answers`, `all_classes`, optional `length`), plus averages.
+    code_sim: 'levenshtein' (default) or 'difflib', see metrics.code_sim_difflib."""
     rows: list[dict] = []
     for subset, file in prediction_files(Path(path)).items():
         records = read_jsonl(file, PREDICTION_KEYS)
         if not all(isinstance(r["pred"], str) for r in records):
             raise UsageError(f"{file}: 'pred' must be a string on every line")
-        scores = score_records(subset, records, str(file))
-        rows += subset_rows(subset, scores, [r.get("length") for r in records])
+        scores = score_records(subset, records, str(file), code_sim)
+        rows += subset_rows(subset, scores, [r.get("length") for r in records], code_sim)
     return rows + average_rows(rows)
