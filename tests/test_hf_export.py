@@ -113,3 +113,23 @@ def test_nsa_export_loads_with_trust_remote_code_alone(exported):
             "print(type(m).__name__, 'nsa_bench.models.hf_model' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.split() == ["NSABenchForCausalLM", "True"], done.stderr[-2000:]
+
+
+def test_subword_tokenizer_goes_along_without_bos(tmp_path):
+    """A checkpoint whose tokenizer/ directory holds a Llama-style tokenizer (it adds <s>): the export
+    encodes as our model does, without BOS."""
+    from tiny_hf import write_tiny_llama
+
+    source = write_tiny_llama(tmp_path / "source", bos=True)
+    tokenizer_dir = tmp_path / "checkpoint" / "tokenizer"
+    AutoTokenizer.from_pretrained(source).save_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny", attention="full", vocab_size=384, tokenizer=str(tokenizer_dir)))
+    out = export_checkpoint(save_checkpoint(model, tmp_path / "checkpoint"), tmp_path / "hf")
+    exported, ours = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(tokenizer_dir)
+    for text in TEXTS:
+        assert exported.encode(text) == ours.encode(text, add_special_tokens=False)
+    assert ours.encode("hello")[0] == ours.bos_token_id != exported.encode("hello")[0]
+    ids = torch.tensor([exported.encode("the cat sat on the mat. a dog ran in the park!")])
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(out)(ids).logits, model(ids), atol=1e-5, rtol=1e-5)

@@ -74,7 +74,7 @@ def checkpoint_tokenizer(checkpoint: Path, cfg: ModelConfig):
 
     for place in (checkpoint / "tokenizer", Path(cfg.tokenizer), checkpoint / cfg.tokenizer):
         if place.is_dir():
-            return AutoTokenizer.from_pretrained(str(place), local_files_only=True, add_bos_token=False)
+            return AutoTokenizer.from_pretrained(str(place), add_bos_token=False)
     raise ValueError(f"{checkpoint}: tokenizer {cfg.tokenizer!r} not found (no tokenizer/ directory beside the weights)")
 
 
