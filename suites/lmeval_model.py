@@ -9,8 +9,7 @@ has no plugin entry points for models, so its own `lm_eval` command cannot see t
 
 which registers the class (and the model type of exported NSA models, for `--model hf`), adds this
 package's local task configs (suites/lmeval_tasks) to `--include_path` and hands every argument to
-lm-eval's command line. `nsa-bench lmeval` is the
-short way.
+lm-eval's command line. `nsa-bench lmeval` is the short way.
 
 Model arguments: pretrained (path or preset, see nsa_bench.models.load_lm), attention (nsa | full),
 nsa_config (l/d/l_sel/n/w), device, batch_size (int, or 'auto': rows up to AUTO_BATCH_TOKENS
@@ -174,11 +173,8 @@ class NSABenchLM(LM):
             else:
                 ctx, cont = cont[:1], cont[1:]
         else:
-            spaces = len(context) - len(context.rstrip())
-            stem, tail = (context[:-spaces], context[-spaces:]) if spaces else (context, "")
-            whole = self.tok_encode(stem + tail + continuation)
-            ctx = self.tok_encode(stem)
-            cont = whole[len(ctx):]
+            ctx = self.tok_encode(context.rstrip())  # trailing spaces belong to the continuation
+            cont = self.tok_encode(context + continuation)[len(ctx):]
         if not ctx:
             raise ValueError(f"context {context!r} has no token (whitespace only, and the tokenizer adds no BOS); "
                              "lm-eval refuses it too")
