@@ -116,3 +116,21 @@ def test_generate_until_matches_hflm(pair):
 def test_bad_add_bos_token_is_refused(checkpoints):
     with pytest.raises(ValueError, match="add_bos_token must be true or false"):
         NSABenchLM(pretrained=checkpoints[True], attention="full", device="cpu", add_bos_token="maybe")
+
+
+def test_context_length_is_read_as_lm_eval_reads_it():
+    from types import SimpleNamespace as Config
+
+    from lm_eval.models.utils import resolve_max_length
+
+    from nsa_bench.models.adapter import context_length
+
+    tokenizer_unset, tokenizer_512 = Config(model_max_length=int(1e30)), Config(model_max_length=512)
+    for config, tokenizer in [
+        (Config(n_positions=1024, max_position_embeddings=4096), tokenizer_unset),  # GPT-2 style first
+        (Config(max_position_embeddings=4096), tokenizer_512),
+        (Config(text_config=Config(max_position_embeddings=32768), max_position_embeddings=1200), tokenizer_unset),
+        (Config(), tokenizer_512),
+        (Config(), tokenizer_unset),
+    ]:
+        assert context_length(config, tokenizer) == resolve_max_length(config, tokenizer)

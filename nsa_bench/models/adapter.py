@@ -83,6 +83,18 @@ class NativeLM(_Greedy):
             return self.model(torch.tensor([[token]], device=self.device), self._cache)[0, -1]
 
 
+def context_length(config, tokenizer=None, default: int = 2048) -> int:
+    """A Hugging Face model's context length as lm-eval reads it: the text config's n_positions,
+    max_position_embeddings or n_ctx, else the tokenizer's model_max_length when set, else default."""
+    config = getattr(config, "text_config", None) or config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    from_tokenizer = getattr(tokenizer, "model_max_length", None)
+    return int(from_tokenizer) if from_tokenizer is not None and from_tokenizer < 10**18 else default
+
+
 def cache_argument(model) -> str:
     """The name under which a transformers model takes and returns its KV cache: `cache` in current
     transformers (5.2x), `past_key_values` before (deprecated there, removed in 5.40)."""
@@ -119,7 +131,7 @@ class HFLM(_Greedy):
         self.adds_special_tokens = add_bos_token is not False
         self.name = path
         self.attention = attention
-        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.max_length = context_length(self.model.config, self.tokenizer)
         self.device = device
         self.eos_id = self.tokenizer.eos_token_id
         self._cache_arg = cache_argument(self.model)
