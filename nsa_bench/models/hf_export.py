@@ -74,7 +74,10 @@ def checkpoint_tokenizer(checkpoint: Path, cfg: ModelConfig):
 
     for place in (checkpoint / "tokenizer", Path(cfg.tokenizer), checkpoint / cfg.tokenizer):
         if place.is_dir():
-            return AutoTokenizer.from_pretrained(str(place), add_bos_token=False)
+            tokenizer = AutoTokenizer.from_pretrained(str(place), add_bos_token=False)
+            if tokenizer.encode("a") != tokenizer.encode("a", add_special_tokens=False):
+                tokenizer.backend_tokenizer.post_processor = None  # transformers 4 ignores add_bos_token here
+            return tokenizer
     raise ValueError(f"{checkpoint}: tokenizer {cfg.tokenizer!r} not found (no tokenizer/ directory beside the weights)")
 
 
