@@ -100,19 +100,22 @@ def test_export_cli_and_bad_input(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_nsa_export_loads_with_trust_remote_code_alone(exported):
-    """A fresh interpreter that imports nothing of ours: the NSA directory's modeling_nsa_bench.py
-    does; a Llama directory holds no code of ours."""
+def test_nsa_export_loads_in_a_fresh_interpreter(exported):
+    """`import nsa_bench` is enough for AutoModelForCausalLM (before or after transformers), and with
+    trust_remote_code nothing of ours needs importing (the directory's modeling_nsa_bench.py does);
+    a Llama directory holds no code of ours."""
     attention, _, _, out = exported
     if attention == "full":
         assert "auto_map" not in json.loads((out / "config.json").read_text())
         assert not list(out.glob("*.py"))
         return
-    code = ("import sys; from transformers import AutoModelForCausalLM; "
-            f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True); "
-            "print(type(m).__name__, 'nsa_bench.models.hf_model' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.stdout.split() == ["NSABenchForCausalLM", "True"], done.stderr[-2000:]
+    load = f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}{{}}); print(type(m).__name__)"
+    for code in [
+        "import nsa_bench; from transformers import AutoModelForCausalLM; " + load.format(""),
+        "from transformers import AutoModelForCausalLM; " + load.format(", trust_remote_code=True"),
+    ]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.stdout.split() == ["NSABenchForCausalLM"], done.stderr[-2000:]
 
 
 def test_subword_tokenizer_goes_along_without_bos(tmp_path):

@@ -3,8 +3,8 @@
 A full-attention model becomes a standard Llama (LlamaForCausalLM: the same RMSNorm, rotate-half
 RoPE, SwiGLU, grouped-query attention and tied embeddings), which transformers and lm-eval's `hf`
 model load with no code of ours. An NSA model becomes model type `nsa_bench` (hf_model), which
-`AutoModelForCausalLM` loads once nsa_bench.models.hf_model is imported, or, with nsa-bench
-installed, with trust_remote_code=True (the directory's modeling_nsa_bench.py imports it).
+`AutoModelForCausalLM` loads once nsa_bench is imported (hf_auto), or, with nsa-bench installed,
+with trust_remote_code=True (the directory's modeling_nsa_bench.py imports it).
 
 The tokenizer goes with it: a checkpoint's Hugging Face tokenizer (its `tokenizer/` directory, or
 the directory its config names) is re-saved without BOS, as our models are trained; the built-in

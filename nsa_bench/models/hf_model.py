@@ -1,6 +1,7 @@
 """Our Transformer (NSA or full attention) as a transformers model, registered with the Auto classes.
 
-Importing this module registers model type `nsa_bench`, after which
+Importing this module registers model type `nsa_bench` (`import nsa_bench` arranges that, see
+nsa_bench.hf_auto), after which
 
     AutoModelForCausalLM.from_pretrained(DIR)
 
