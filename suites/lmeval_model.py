@@ -7,9 +7,10 @@ has no plugin entry points for models, so its own `lm_eval` command cannot see t
         --model_args pretrained=PATH_OR_PRESET,attention=nsa --tasks gsm8k_local \\
         --metadata '{"gsm8k_dir": "/data/gsm8k"}'
 
-which registers the class (and the model type of exported NSA models, for `--model hf`), adds this
-package's local task configs (suites/lmeval_tasks) to `--include_path` and hands every argument to
-lm-eval's command line. `nsa-bench lmeval` is the short way.
+which registers the class (and, as any import of nsa_bench does, the model type of exported NSA
+models for `--model hf`), adds this package's local task configs (suites/lmeval_tasks) to
+`--include_path` and hands every argument to lm-eval's command line. `nsa-bench lmeval` is the
+short way.
 
 Model arguments: pretrained (path or preset, see nsa_bench.models.load_lm), attention (nsa | full),
 nsa_config (l/d/l_sel/n/w), device, batch_size (int, or 'auto': rows up to AUTO_BATCH_TOKENS
@@ -305,8 +306,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     import sys
 
     from lm_eval.__main__ import cli_evaluate
-
-    from nsa_bench.models import hf_model  # noqa: F401  (--model hf loads exported NSA models too)
 
     from .lmeval_data import TASKS_DIR
 
