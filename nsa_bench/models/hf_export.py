@@ -6,8 +6,8 @@ model load with no code of ours. An NSA model becomes model type `nsa_bench` (hf
 `AutoModelForCausalLM` loads once nsa_bench is imported (hf_auto), or, with nsa-bench installed,
 with trust_remote_code=True (the directory's modeling_nsa_bench.py imports it).
 
-The tokenizer goes with it: a checkpoint's Hugging Face tokenizer (its `tokenizer/` directory, or
-the directory its config names) is re-saved without BOS, as our models are trained; the built-in
+The tokenizer goes with it: a checkpoint's Hugging Face tokenizer (the directory its config names,
+`tokenizer/` beside the weights as train saves it) is re-saved without BOS, as our models are trained; the built-in
 byte tokenizer becomes an equivalent Hugging Face tokenizer (byte_tokenizer).
 """
 
@@ -72,13 +72,13 @@ def checkpoint_tokenizer(checkpoint: Path, cfg: ModelConfig):
         return byte_tokenizer()
     from transformers import AutoTokenizer
 
-    for place in (checkpoint / "tokenizer", Path(cfg.tokenizer), checkpoint / cfg.tokenizer):
-        if place.is_dir():
-            tokenizer = AutoTokenizer.from_pretrained(str(place), add_bos_token=False)
-            if tokenizer.encode("a") != tokenizer.encode("a", add_special_tokens=False):
-                tokenizer.backend_tokenizer.post_processor = None  # transformers 4 ignores add_bos_token here
-            return tokenizer
-    raise ValueError(f"{checkpoint}: tokenizer {cfg.tokenizer!r} not found (no tokenizer/ directory beside the weights)")
+    place = checkpoint / cfg.tokenizer  # a relative directory lies in the checkpoint (save_checkpoint)
+    if not place.is_dir():
+        raise ValueError(f"{checkpoint}: tokenizer directory {cfg.tokenizer!r} not found")
+    tokenizer = AutoTokenizer.from_pretrained(str(place), add_bos_token=False)
+    if tokenizer.encode("a") != tokenizer.encode("a", add_special_tokens=False):
+        tokenizer.backend_tokenizer.post_processor = None  # transformers 4 ignores add_bos_token here
+    return tokenizer
 
 
 def _special_ids(tokenizer) -> dict:
@@ -116,7 +116,8 @@ def nsa_model(model: Transformer, special_ids: dict):
     """An NSABenchForCausalLM (hf_model) with model's weights (either attention)."""
     from .hf_model import NSABenchConfig, NSABenchForCausalLM
 
-    hf = NSABenchForCausalLM(NSABenchConfig(model=model.cfg.to_dict(), **special_ids))
+    own = model.cfg.with_(tokenizer="byte" if model.cfg.tokenizer == "byte" else ".")  # "." : this directory's files
+    hf = NSABenchForCausalLM(NSABenchConfig(model=own.to_dict(), **special_ids))
     hf.model.load_state_dict(model.state_dict())
     hf.config.auto_map = {kind: f"{REMOTE_CODE}.{cls.__name__}" for kind, cls in
                           (("AutoConfig", NSABenchConfig), ("AutoModelForCausalLM", NSABenchForCausalLM))}
