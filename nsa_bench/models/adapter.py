@@ -180,8 +180,8 @@ def load_lm(
     attention: 'nsa' or 'full'; None means the checkpoint's own (presets: 'nsa'; Hugging Face: 'full').
     Our checkpoints run only with the attention they were trained with. nsa_config overrides the NSA
     block sizes (str 'l/d/l_sel/n/w' or NSAConfig). device defaults to CUDA when present.
-    add_bos_token: whether encoding with special tokens adds BOS (None: the tokenizer's own setting;
-    our models: False).
+    add_bos_token: whether the lm-eval class encodes texts with special tokens such as BOS (None: as
+    the tokenizer does by default, which for Hugging Face tokenizers means yes; our models: no).
     """
     if attention is not None and attention not in ATTENTIONS:
         raise UsageError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
