@@ -102,6 +102,10 @@ longbench_app = typer.Typer(
 app.add_typer(longbench_app, name="longbench")
 
 
+CODE_SIM_HELP = ("lcc/repobench-p similarity as fuzz.ratio computes it: levenshtein (with python-Levenshtein; "
+                 "default) or difflib (fuzzywuzzy alone, as LongBench's requirements install it).")
+
+
 @longbench_app.command("run")
 def longbench_run(
     data: Path = typer.Option(..., "--data", help="Folder of LongBench files <subset>.jsonl (official format)."),
@@ -119,11 +123,12 @@ def longbench_run(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
     nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
+    code_sim: str = typer.Option("levenshtein", "--code-sim", help=CODE_SIM_HELP),
 ) -> None:
     """Generate LongBench predictions (official prompts, middle truncation, greedy) and score them."""
     from nsa_bench.suites.longbench.commands import run_command
 
-    run_command(data, model, attn, datasets, max_examples, out, preds, device, nsa_config)
+    run_command(data, model, attn, datasets, max_examples, out, preds, device, nsa_config, code_sim)
 
 
 @longbench_app.command("score")
@@ -132,11 +137,12 @@ def longbench_score(
     out: Optional[Path] = typer.Option(None, "--out", help="Also append the rows to this CSV."),
     model: Optional[str] = typer.Option(None, "--model", help="Model label for the rows (default: the path)."),
     attn: Optional[str] = typer.Option(None, "--attn", help="Attention label for the rows."),
+    code_sim: str = typer.Option("levenshtein", "--code-sim", help=CODE_SIM_HELP),
 ) -> None:
     """Score existing predictions (lines with pred, answers, all_classes, length) as LongBench's eval.py."""
     from nsa_bench.suites.longbench.commands import score_command
 
-    score_command(predictions, out, model, attn)
+    score_command(predictions, out, model, attn, code_sim)
 
 
 @app.command()
@@ -283,6 +289,25 @@ def lmeval(
             typer.echo(f"{row['attention']:5s} {row['task']:10s} {row['metric']:30s} {row['score']:.4f} "
                        f"(n={row['n']}) {row['status']}")
     typer.echo(f"rows in {out}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A checkpoint directory written by `nsa-bench train` (e.g. runs/x/full)."),
+    out: Path = typer.Option(..., "--out", help="New (or empty) directory for the Hugging Face model."),
+) -> None:
+    """A checkpoint as a Hugging Face model directory: full attention as a Llama, NSA as model type nsa_bench."""
+    from nsa_bench.models.hf_export import export_checkpoint
+
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UsageError("export needs transformers: pip install 'nsa-bench[eval]'") from None
+    try:
+        path = export_checkpoint(run_dir, out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

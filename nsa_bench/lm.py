@@ -15,6 +15,10 @@ class CausalLM(Protocol):
     attention   'nsa' or 'full'
     max_length  the longest context the model takes (prompts are truncated to fit)
     device      where logits are computed
+
+    Optional, for tokenizing as lm-eval does (suites/lmeval_model.py): `adds_special_tokens` (whether
+    the tokenizer's default encoding adds special tokens such as BOS), `encode(text,
+    add_special_tokens=True)` and `token_text(token_id)` (a special token's text, e.g. '<s>').
     """
 
     name: str

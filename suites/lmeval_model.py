@@ -7,21 +7,30 @@ has no plugin entry points for models, so its own `lm_eval` command cannot see t
         --model_args pretrained=PATH_OR_PRESET,attention=nsa --tasks gsm8k_local \\
         --metadata '{"gsm8k_dir": "/data/gsm8k"}'
 
-which registers the class, adds this package's local task configs (suites/lmeval_tasks) to
+which registers the class (and, as any import of nsa_bench does, the model type of exported NSA
+models for `--model hf`), adds this package's local task configs (suites/lmeval_tasks) to
 `--include_path` and hands every argument to lm-eval's command line. `nsa-bench lmeval` is the
 short way.
 
 Model arguments: pretrained (path or preset, see nsa_bench.models.load_lm), attention (nsa | full),
 nsa_config (l/d/l_sel/n/w), device, batch_size (int, or 'auto': rows up to AUTO_BATCH_TOKENS
-tokens), max_length (cap on the model's context), max_gen_toks (default 256). gsm8k_dir and
-mmlu_dir are accepted and ignored here (they are task metadata).
+tokens), max_length (cap on the model's context), max_gen_toks (default 256), add_bos_token (as
+lm-eval's `hf` model: unset follows the tokenizer, which for Hugging Face tokenizers means their
+special tokens, e.g. Llama's <s>; our own models are trained without BOS). gsm8k_dir and mmlu_dir
+are accepted and ignored here (they are task metadata).
 
-Scoring follows lm-eval's conventions for causal models: trailing spaces of a context move to the
-continuation; a context is cut from the left to fit max_length; an empty context is replaced by the
-model's BOS token (else EOS; with neither, the first token of the continuation is context, not
-scored). Requests with the same input tokens share one forward pass (multiple-choice answers of one
-question), inputs are sorted by length and right-padded into batches (causal models: padding after
-a row cannot change its logits). Generation is greedy and cut at the first stop string.
+Requests are handled as lm-eval's `hf` model (HFLM) handles them, so a Hugging Face checkpoint gets
+lm-eval's own numbers (tests/test_lmeval_parity.py): texts are encoded with the tokenizer's special
+tokens unless add_bos_token=false or the text already starts with the BOS text; trailing spaces of a
+context move to the continuation, whose tokens are those the whole text has after the context's; an
+empty context is replaced by the BOS token (else EOS; with neither, the first token of the
+continuation is context, not scored); inputs are cut from the left to max_length. A request with no
+context token (whitespace only, no BOS added) or no continuation token (it merges into the
+context's last token) is refused with a ValueError, as lm-eval refuses it. Requests with the same
+input tokens share one forward pass (multiple-choice answers of one question), inputs are sorted by
+length and right-padded into batches (causal models: padding after a row cannot change its
+logits). Generation is greedy, stops at EOS and is cut at the first stop string (the EOS text is
+one).
 """
 
 from __future__ import annotations
@@ -43,16 +52,26 @@ AUTO_BATCH_TOKENS = 16384
 DATA_KEYS = ("gsm8k_dir", "mmlu_dir")
 
 
-def prefix_token(lm: CausalLM) -> int | None:
-    """The token an empty context stands for: BOS if the tokenizer has one, else EOS, else None."""
-    tokenizer = getattr(lm, "tokenizer", None)
-    candidates = ((tokenizer, "bos_id"), (tokenizer, "bos_token_id"), (lm, "bos_token_id"),
-                  (lm, "eos_id"), (lm, "eos_token_id"), (tokenizer, "eos_token_id"))
+def _first_int(*candidates) -> int | None:
+    """The first (owner, attribute) pair whose value is an int."""
     for owner, attr in candidates:
         value = getattr(owner, attr, None)
         if isinstance(value, int):
             return value
     return None
+
+
+def bos_token(lm: CausalLM) -> int | None:
+    """The model's BOS token id, if its tokenizer has one."""
+    tokenizer = getattr(lm, "tokenizer", None)
+    return _first_int((tokenizer, "bos_id"), (tokenizer, "bos_token_id"), (lm, "bos_token_id"))
+
+
+def prefix_token(lm: CausalLM) -> int | None:
+    """The token an empty context stands for: BOS if the tokenizer has one, else EOS, else None."""
+    tokenizer = getattr(lm, "tokenizer", None)
+    bos = bos_token(lm)
+    return bos if bos is not None else _first_int((lm, "eos_id"), (lm, "eos_token_id"), (tokenizer, "eos_token_id"))
 
 
 def cut_at_stop(text: str, stops: Iterable[str]) -> str:
@@ -64,6 +83,16 @@ def cut_at_stop(text: str, stops: Iterable[str]) -> str:
             if at != -1:
                 cut = min(cut, at)
     return text[:cut]
+
+
+def _flag(value) -> bool | None:
+    """A model argument as a bool (lm-eval hands 'True'/'false' through as given), None if unset."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ValueError(f"nsa-bench model: add_bos_token must be true or false, got {value!r}")
+    return text in ("true", "1")
 
 
 @register_model(NAME)
@@ -82,9 +111,11 @@ class NSABenchLM(LM):
         max_gen_toks: int = 256,
         lm: CausalLM | None = None,
         progress: bool = True,
+        add_bos_token: bool | str | None = None,
         **data_dirs,
     ):
         super().__init__()
+        add_bos = _flag(add_bos_token)
         unknown = set(data_dirs) - set(DATA_KEYS)
         if unknown:
             raise ValueError(f"nsa-bench model: unknown argument(s) {', '.join(sorted(unknown))}")
@@ -93,11 +124,15 @@ class NSABenchLM(LM):
                 raise ValueError("nsa-bench model: give pretrained=PATH_OR_PRESET")
             from nsa_bench.models import load_lm
 
-            lm = load_lm(pretrained, attention=attention, device=_device(device), nsa_config=nsa_config)
+            lm = load_lm(pretrained, attention=attention, device=_device(device), nsa_config=nsa_config,
+                         add_bos_token=add_bos)
         self.lm = lm
+        self.add_special = add_bos if add_bos is not None else bool(getattr(lm, "adds_special_tokens", False))
         self._max_length = int(max_length) if max_length else lm.max_length
         self.max_gen_toks = int(max_gen_toks)
         self.prefix = prefix_token(lm)
+        self.prefix_text = self._token_text(self.prefix)  # texts starting with it get no special tokens
+        self.bos_text = self._token_text(bos_token(lm))  # the same for generation prompts
         self.progress = progress
         auto = str(batch_size).startswith("auto")
         self.batch_rows = int(max_batch_size or 64) if auto else max(1, int(batch_size))
@@ -115,29 +150,50 @@ class NSABenchLM(LM):
     def tokenizer_name(self) -> str:
         return f"{NAME}:{self.lm.name}"
 
+    # ---- tokenization (as lm-eval's HFLM) ---------------------------------------------------------
+
+    def _token_text(self, token_id: int | None) -> str | None:
+        text = getattr(self.lm, "token_text", None)
+        return text(token_id) if text is not None and token_id is not None else None
+
+    def tok_encode(self, text: str, special: bool | None = None) -> list[int]:
+        """Token ids of text, with the tokenizer's special tokens (BOS) when `special`, which by
+        default is the add_bos_token setting, but false for a text that already starts with BOS."""
+        if special is None:
+            special = self.add_special and not (self.prefix_text and text.startswith(self.prefix_text))
+        return self.lm.encode(text, add_special_tokens=True) if special else self.lm.encode(text)
+
     # ---- loglikelihood ---------------------------------------------------------------------------
 
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context ids, continuation ids) as lm-eval splits them; ValueError for a pair it refuses."""
         if not context:
-            cont = self.lm.encode(continuation)
-            if self.prefix is not None:
-                return [self.prefix], cont
-            return cont[:1], cont[1:]
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        whole = self.lm.encode(context + continuation)
-        ctx = self.lm.encode(context)
-        return ctx, whole[len(ctx):]
+            cont = self.tok_encode(continuation, special=False)
+            if self.prefix is not None and cont[:1] != [self.prefix]:
+                ctx = [self.prefix]
+            else:
+                ctx, cont = cont[:1], cont[1:]
+        else:
+            ctx = self.tok_encode(context.rstrip())  # trailing spaces belong to the continuation
+            cont = self.tok_encode(context + continuation)[len(ctx):]
+        if not ctx:
+            raise ValueError(f"context {context!r} has no token (whitespace only, and the tokenizer adds no BOS); "
+                             "lm-eval refuses it too")
+        if not cont:
+            raise ValueError(f"continuation {continuation!r} adds no token after context {context[-40:]!r} "
+                             "(it merges into the context's last token); lm-eval refuses it too")
+        return ctx, cont
 
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]], desc: str = "") -> list[tuple[float, bool]]:
         """(sum log p(continuation | context), whether greedy decoding gives the continuation) per pair.
 
         Inputs are (context + continuation)[:-1], cut from the left to max_length; identical inputs
-        are computed once; batches of similar length, right-padded."""
+        are computed once; batches of similar length, right-padded. Both parts must be non-empty."""
         inputs: dict[tuple[int, ...], int] = {}
         plan = []  # (input index, continuation)
         for context, continuation in pairs:
+            if not context or not continuation:
+                raise ValueError("a scored pair needs at least one context and one continuation token")
             if len(continuation) > self.max_length:
                 raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length {self.max_length}")
             row = tuple((list(context) + list(continuation))[-(self.max_length + 1):][:-1])
@@ -159,9 +215,6 @@ class NSABenchLM(LM):
                 bar.update(len(batch))
         results = []
         for index, continuation in plan:
-            if not continuation:
-                results.append((0.0, True))
-                continue
             lp = logprobs[index][-len(continuation):]
             target = torch.tensor(continuation)
             total = float(lp.gather(-1, target[:, None]).sum())
@@ -194,7 +247,7 @@ class NSABenchLM(LM):
 
         pairs, owner = [], []
         for n, req in enumerate(requests):
-            tokens = self.lm.encode(req.args[0])
+            tokens = self.tok_encode(req.args[0])
             prefix = self.prefix
             if prefix is None and tokens:
                 prefix, tokens = tokens[0], tokens[1:]
@@ -211,20 +264,33 @@ class NSABenchLM(LM):
     # ---- generation ------------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        eos_text = self._token_text(getattr(self.lm, "eos_id", None))
         outputs = []
         for req in tqdm(requests, desc="generate_until", disable=not self.progress):
             context, kwargs = req.args
-            kwargs = dict(kwargs or {})
-            if kwargs.get("do_sample") and float(kwargs.get("temperature", 1.0) or 0.0) > 0:
+            kwargs = normalize_gen_kwargs(dict(kwargs or {}), self.max_gen_toks)
+            if kwargs.get("do_sample") and float(kwargs.get("temperature") or 0.0) > 0:
                 raise ValueError("nsa-bench model decodes greedily only (do_sample=true was asked for)")
             until = kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            max_new = int(kwargs.get("max_gen_toks", self.max_gen_toks))
-            ids = self.lm.encode(context)[-max(1, self.max_length - max_new):]
+            if eos_text and eos_text not in until:
+                until.append(eos_text)
+            max_new = int(kwargs["max_gen_toks"])
+            if max_new >= self.max_length:
+                raise ValueError(f"max_gen_toks {max_new} leaves no room for a prompt within max_length {self.max_length}")
+            ids = self._generation_prompt(context)[-(self.max_length - max_new):]
             text = cut_at_stop(self.lm.decode(self.lm.generate(ids, max_new, stop=until)), until)
             self.cache_hook.add_partial("generate_until", req.args, text)
             outputs.append(text)
         return outputs
+
+    def _generation_prompt(self, context: str) -> list[int]:
+        """The prompt's ids as lm-eval encodes generation prompts: special tokens unless the text
+        starts with the BOS token's text (or add_bos_token=false)."""
+        starts_with_bos = bool(self.bos_text) and context.startswith(self.bos_text)
+        return self.tok_encode(context, special=self.add_special and not starts_with_bos)
 
 
 def _device(device: str | None) -> str:

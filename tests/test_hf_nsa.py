@@ -7,6 +7,7 @@ transformers = pytest.importorskip("transformers")
 
 from nsa_bench.lm import CausalLM  # noqa: E402
 from nsa_bench.models import hf_nsa, load_lm  # noqa: E402
+from nsa_bench.models.adapter import cache_argument  # noqa: E402
 
 COVERING = "8/4/16/8/128"  # selection (8 x 16) and window (128) cover T <= 128
 SPARSE = "8/4/16/3/16"
@@ -73,7 +74,8 @@ def test_cached_decoding_matches_the_full_forward(checkpoints, family):
     with torch.no_grad():
         whole = nsa(ids).logits
         first = nsa(ids[:, :60], use_cache=True)
-        nxt = nsa(ids[:, 60:61], past_key_values=first.past_key_values, use_cache=True)
+        cache = cache_argument(nsa)
+        nxt = nsa(ids[:, 60:61], use_cache=True, **{cache: first[cache]})
     torch.testing.assert_close(first.logits, whole[:, :60], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(nxt.logits[:, 0], whole[:, 60], atol=1e-5, rtol=1e-4)
 

@@ -121,6 +121,19 @@ def test_code_similarity():
     assert metrics.first_code_line("```python\nx = 1") == "x = 1"
 
 
+def test_code_similarity_as_fuzzywuzzy_without_levenshtein():
+    """difflib's matching blocks find fewer matches than the LCS here; the expected numbers are
+    fuzzywuzzy 0.18's fuzz.ratio without python-Levenshtein (60), and with it (70)."""
+    pred, ref = "return total + count", "return count + total"
+    assert metrics.code_sim(pred, ref) == 0.7 and metrics.code_sim_difflib(pred, ref) == 0.6
+    assert metrics.code_sim_difflib("# add them\nreturn a+b", "return a + b") == 0.91  # here both agree
+    assert metrics.code_sim_difflib("# only", "") == 1.0 and metrics.code_sim_difflib("x", "") == 0.0
+    assert metrics.metric_for("lcc", "difflib") == "code_sim_difflib"
+    assert metrics.metric_for("hotpotqa", "difflib") == "qa_f1"  # other metrics are unchanged
+    with pytest.raises(ValueError, match="levenshtein, difflib"):
+        metrics.metric_for("lcc", "fuzzy")
+
+
 def test_score_prediction_first_line_and_best_reference():
     assert score_prediction("trec", "\nFood\nAnimal", ["Food"], CLASSES) == 1.0  # first line only
     assert score_prediction("trec", "Food Animal", ["Food"], CLASSES) == 0.5
@@ -139,7 +152,7 @@ def test_score_prediction_first_line_and_best_reference():
 
 def test_dataset_table():
     assert len(DATASETS) == 21 and len(LONGBENCH_E) == 13 and len(ALL_SUBSETS) == 34
-    assert {s.metric for s in DATASETS.values()} == set(metrics.METRICS)
+    assert {s.metric for s in DATASETS.values()} | {"code_sim_difflib"} == set(metrics.METRICS)  # + the --code-sim option
     assert {n: DATASETS[n].max_gen for n in ("hotpotqa", "narrativeqa", "gov_report", "samsum", "lcc")} == {
         "hotpotqa": 32, "narrativeqa": 128, "gov_report": 512, "samsum": 128, "lcc": 64,
     }
@@ -215,6 +228,12 @@ def test_score_command_single_file_to_csv(tmp_path, capsys):
     assert list(table["task"]) == ["lcc", "lcc"] and list(table["length_bucket"]) == ["all", "0-4k"]
     assert table["score"][0] == pytest.approx(0.955) and table["n"][0] == 2
     assert table["attention"][0] == "full" and table["suite"][0] == "longbench"
+    difflib = tmp_path / "difflib.csv"
+    assert main([*argv[:-4], "--out", str(difflib), "--code-sim", "difflib"]) == 0
+    assert list(pd.read_csv(difflib)["metric"]) == ["code_sim_difflib"] * 2
+    capsys.readouterr()
+    assert main([*argv[:-4], "--code-sim", "rapidfuzz"]) == 2
+    assert capsys.readouterr().err.strip() == "nsa-bench: error: --code-sim must be one of levenshtein, difflib, got 'rapidfuzz'"
 
 
 # ---------------------------------------------------------------- end to end with a fake model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +39,12 @@ class _Greedy:
 
 
 class NativeLM(_Greedy):
-    """One of our Transformer models with its tokenizer (CausalLM)."""
+    """One of our Transformer models with its tokenizer (CausalLM).
+
+    Our models are trained without BOS, so encoding adds none unless asked (add_special_tokens=True
+    puts BOS first)."""
+
+    adds_special_tokens = False
 
     def __init__(self, model: Transformer, name: str):
         self.model = model.eval()
@@ -50,8 +56,15 @@ class NativeLM(_Greedy):
         self.eos_id = self.tokenizer.eos_id
         self._cache = None
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text)
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        ids = self.tokenizer.encode(text)
+        bos = self.tokenizer.bos_id
+        return [bos, *ids] if add_special_tokens and bos is not None else ids
+
+    def token_text(self, token_id: int) -> str | None:
+        """The text of a special token (None for the byte tokenizer's, which have none)."""
+        hf = getattr(self.tokenizer, "tok", None)
+        return None if hf is None else hf.decode([int(token_id)])
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
@@ -70,10 +83,34 @@ class NativeLM(_Greedy):
             return self.model(torch.tensor([[token]], device=self.device), self._cache)[0, -1]
 
 
-class HFLM(_Greedy):
-    """A Hugging Face causal LM from a local directory, with full (SDPA) or NSA attention (CausalLM)."""
+def context_length(config, tokenizer=None, default: int = 2048) -> int:
+    """A Hugging Face model's context length as lm-eval reads it: the text config's n_positions,
+    max_position_embeddings or n_ctx, else the tokenizer's model_max_length when set, else default."""
+    config = getattr(config, "text_config", None) or config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    from_tokenizer = getattr(tokenizer, "model_max_length", None)
+    return int(from_tokenizer) if from_tokenizer is not None and from_tokenizer < 10**18 else default
 
-    def __init__(self, path: str, attention: str, device: torch.device, nsa_config: NSAConfig | None, dtype=None):
+
+def cache_argument(model) -> str:
+    """The name under which a transformers model takes and returns its KV cache: `cache` in current
+    transformers (5.2x), `past_key_values` before (deprecated there, removed in 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+class HFLM(_Greedy):
+    """A Hugging Face causal LM from a local directory, with full (SDPA) or NSA attention (CausalLM).
+
+    add_bos_token (None: the tokenizer's own setting) is handed to the tokenizer as lm-eval's HFLM does;
+    encode(text, add_special_tokens=True) adds the special tokens (BOS) it then adds."""
+
+    def __init__(
+        self, path: str, attention: str, device: torch.device, nsa_config: NSAConfig | None, dtype=None,
+        add_bos_token: bool | None = None,
+    ):
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -89,16 +126,23 @@ class HFLM(_Greedy):
         ).to(device).eval()
         if attention == "nsa" and nsa_config is not None:
             hf_nsa.set_model_nsa(self.model, config=nsa_config)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        bos_setting = {} if add_bos_token is None else {"add_bos_token": add_bos_token}
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, **bos_setting)
+        self.adds_special_tokens = add_bos_token is not False
         self.name = path
         self.attention = attention
-        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.max_length = context_length(self.model.config, self.tokenizer)
         self.device = device
         self.eos_id = self.tokenizer.eos_token_id
-        self._past = None
+        self._cache_arg = cache_argument(self.model)
+        self._cache = None
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    def token_text(self, token_id: int) -> str:
+        """The text of a token, special tokens included (e.g. '<s>')."""
+        return self.tokenizer.decode([int(token_id)])
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
@@ -108,15 +152,14 @@ class HFLM(_Greedy):
             return self.model(input_ids=ids.to(self.device)).logits.float()
 
     def _start(self, ids: list[int], max_new_tokens: int) -> torch.Tensor:
-        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
-        self._past = out.past_key_values
-        return out.logits[0, -1].float()
+        self._cache = None
+        return self._next(ids)
 
-    def _next(self, token: int) -> torch.Tensor:
-        out = self.model(
-            input_ids=torch.tensor([[token]], device=self.device), past_key_values=self._past, use_cache=True
-        )
-        self._past = out.past_key_values
+    def _next(self, ids: int | list[int]) -> torch.Tensor:
+        """Logits after feeding ids (one token or the prompt), continuing the KV cache the model returns."""
+        rows = torch.tensor([ids if isinstance(ids, list) else [ids]], device=self.device)
+        out = self.model(input_ids=rows, use_cache=True, **{self._cache_arg: self._cache})
+        self._cache = out[self._cache_arg]
         return out.logits[0, -1].float()
 
 
@@ -129,6 +172,7 @@ def load_lm(
     nsa_impl: str = "auto",
     dtype: torch.dtype | None = None,
     seed: int = 0,
+    add_bos_token: bool | None = None,
 ):
     """A CausalLM for our checkpoint directory, a preset name (random weights, seeded), or a Hugging Face
     model directory (config.json not ours).
@@ -136,6 +180,8 @@ def load_lm(
     attention: 'nsa' or 'full'; None means the checkpoint's own (presets: 'nsa'; Hugging Face: 'full').
     Our checkpoints run only with the attention they were trained with. nsa_config overrides the NSA
     block sizes (str 'l/d/l_sel/n/w' or NSAConfig). device defaults to CUDA when present.
+    add_bos_token: whether the lm-eval class encodes texts with special tokens such as BOS (None: as
+    the tokenizer does by default, which for Hugging Face tokenizers means yes; our models: no).
     """
     if attention is not None and attention not in ATTENTIONS:
         raise UsageError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -146,7 +192,7 @@ def load_lm(
     if spec in PRESETS and not Path(spec).exists():
         torch.manual_seed(seed)
         model = Transformer(preset(spec, attention=attention or "nsa", **changes), nsa_impl=nsa_impl).to(device)
-        return NativeLM(model, spec)
+        return _native(model, spec, add_bos_token)
     path = Path(spec)
     if not (path / "config.json").is_file():
         raise UsageError(f"{spec} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json")
@@ -154,9 +200,16 @@ def load_lm(
         model = load_checkpoint(path, device, nsa_impl=nsa_impl, **changes)
         if attention is not None and attention != model.cfg.attention:
             raise UsageError(f"{spec} was trained with {model.cfg.attention} attention; it cannot run with {attention}")
-        return NativeLM(model, spec)
+        return _native(model, spec, add_bos_token)
     if nsa_impl != "auto":
         from . import hf_nsa
 
         hf_nsa.configure(impl=nsa_impl)
-    return HFLM(spec, attention or "full", device, nsa, dtype)
+    return HFLM(spec, attention or "full", device, nsa, dtype, add_bos_token)
+
+
+def _native(model: Transformer, name: str, add_bos_token: bool | None) -> NativeLM:
+    lm = NativeLM(model, name)
+    if add_bos_token is not None:
+        lm.adds_special_tokens = add_bos_token
+    return lm

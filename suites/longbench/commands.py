@@ -68,6 +68,7 @@ def run_command(
     preds: Path,
     device: str | None,
     nsa_config: str | None,
+    code_sim: str = "levenshtein",
 ) -> list[dict]:
     """Generate predictions for the subsets in `data` with the model under each attention, score
     them, append rows to the CSV `out` and print a table."""
@@ -81,6 +82,7 @@ def run_command(
     from nsa_bench.suites.longbench.scoring import paired_average_rows
 
     attns = attentions(attn)
+    check_code_sim(code_sim)
     if max_examples is not None and max_examples < 1:
         raise UsageError("--max-examples must be at least 1")
     chosen = models_by_attention(models, attns)
@@ -95,7 +97,7 @@ def run_command(
     with progress:
         for attention, model in chosen.items():
             lm = load_model(model, attention, device, nsa_config)
-            rows += run_longbench(lm, subsets, prediction_dir(preds, model, attention), writer, progress)
+            rows += run_longbench(lm, subsets, prediction_dir(preds, model, attention), writer, progress, code_sim)
             del lm
             gc.collect()
             if torch.cuda.is_available():
@@ -109,13 +111,23 @@ def run_command(
     return rows
 
 
-def score_command(predictions: Path, out: Path | None, model: str | None, attn: str | None) -> list[dict]:
+def check_code_sim(code_sim: str) -> None:
+    from nsa_bench.suites.longbench.metrics import CODE_SIMS
+
+    if code_sim not in CODE_SIMS:
+        raise UsageError(f"--code-sim must be one of {', '.join(CODE_SIMS)}, got {code_sim!r}")
+
+
+def score_command(
+    predictions: Path, out: Path | None, model: str | None, attn: str | None, code_sim: str = "levenshtein"
+) -> list[dict]:
     """Score existing prediction files as LongBench's eval.py does; print a table, optionally save rows."""
     from rich.console import Console
 
     from nsa_bench.suites.longbench.scoring import score_predictions
 
-    rows = score_predictions(predictions)
+    check_code_sim(code_sim)
+    rows = score_predictions(predictions, code_sim)
     warn_if_chinese_without_jieba([r["task"] for r in rows if not str(r["task"]).startswith("average")])
     for row in rows:
         row.update(model=model or str(predictions), attention=attn or "")

@@ -9,6 +9,10 @@ Differences from LongBench's code (also in the README):
   not the textbook sentence-level LCS F-measure, but it reproduces LongBench's numbers.
 - Code similarity is the indel ratio 2*LCS/(len(a)+len(b)) over characters, rounded to whole
   percents (1 for two empty strings): what `fuzz.ratio` computes with python-Levenshtein installed.
+  LongBench's requirements install fuzzywuzzy without it, and then `fuzz.ratio` falls back to
+  difflib's SequenceMatcher, whose matching blocks can find fewer matches than the LCS (and which
+  treats characters frequent in a 200+ character reference as junk): `code_sim="difflib"`
+  (metric `code_sim_difflib`) scores that way.
 - Classification counts a class as predicted when its name occurs in the prediction, drops those
   that are proper substrings of the reference and scores 1/(number left) if the reference is among
   them. LongBench's code means the same (its difflib fallback is unreachable), but it removes from
@@ -22,6 +26,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from difflib import SequenceMatcher
 from typing import Callable, Sequence
 
 from nsa_bench.suites.longbench.datasets import spec_for
@@ -214,6 +219,15 @@ def code_sim(prediction: str, reference: str, **_) -> float:
     return round(100 * 2 * lcs_length(line, reference) / (len(line) + len(reference))) / 100
 
 
+def code_sim_difflib(prediction: str, reference: str, **_) -> float:
+    """code_sim as fuzzywuzzy without python-Levenshtein computes it: difflib's SequenceMatcher
+    ratio of the first code line against the reference, in whole percents."""
+    line = first_code_line(prediction)
+    if not line or not reference:
+        return float(line == reference)
+    return round(100 * SequenceMatcher(None, line, reference).ratio()) / 100
+
+
 METRICS: dict[str, Callable[..., float]] = {
     "qa_f1": qa_f1,
     "qa_f1_zh": qa_f1_zh,
@@ -224,7 +238,17 @@ METRICS: dict[str, Callable[..., float]] = {
     "retrieval_zh": retrieval_zh,
     "count": count,
     "code_sim": code_sim,
+    "code_sim_difflib": code_sim_difflib,
 }
+CODE_SIMS = ("levenshtein", "difflib")  # code similarity as fuzz.ratio with / without python-Levenshtein
+
+
+def metric_for(subset: str, code_sim: str = "levenshtein") -> str:
+    """The metric a subset is scored with: its own, code_sim_difflib for code with code_sim='difflib'."""
+    if code_sim not in CODE_SIMS:
+        raise ValueError(f"code similarity must be one of {', '.join(CODE_SIMS)}, got {code_sim!r}")
+    metric = spec_for(subset).metric
+    return f"{metric}_difflib" if metric == "code_sim" and code_sim == "difflib" else metric
 
 
 def metric_label(metric: str) -> str:
@@ -234,10 +258,11 @@ def metric_label(metric: str) -> str:
     return metric
 
 
-def score_prediction(subset: str, prediction: str, answers: Sequence[str], all_classes: Sequence[str] | None) -> float:
-    """One example's score: the subset's metric, best over its reference answers (0 if none)."""
-    spec = spec_for(subset)
-    if spec.first_line_only:
+def score_prediction(
+    subset: str, prediction: str, answers: Sequence[str], all_classes: Sequence[str] | None, code_sim: str = "levenshtein"
+) -> float:
+    """One example's score: the subset's metric (metric_for), best over its reference answers (0 if none)."""
+    if spec_for(subset).first_line_only:
         prediction = prediction.lstrip("\n").split("\n")[0]
-    metric = METRICS[spec.metric]
+    metric = METRICS[metric_for(subset, code_sim)]
     return max((metric(prediction, answer, all_classes=all_classes or ()) for answer in answers), default=0.0)

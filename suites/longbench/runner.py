@@ -94,8 +94,10 @@ def run_longbench(
     pred_dir: Path,
     writer: ResultWriter | None = None,
     progress=None,
+    code_sim: str = "levenshtein",
 ) -> list[dict]:
-    """Predict and score every subset ({subset: examples}, see `load_subsets`) with one model.
+    """Predict and score every subset ({subset: examples}, see `load_subsets`) with one model
+    (code_sim: how lcc and repobench-p are scored, see metrics.code_sim_difflib).
 
     Rows (per subset, per length bucket, and macro averages) are returned and, with a writer,
     saved as each subset finishes; rows already in the writer's CSV are not written twice.
@@ -113,9 +115,9 @@ def run_longbench(
 
     for subset, records in subsets.items():
         predictions = predict_subset(lm, subset, records, Path(pred_dir) / f"{subset}.jsonl", progress)
-        scores = score_records(subset, predictions)
+        scores = score_records(subset, predictions, code_sim=code_sim)
         subset_level = subset_rows(subset, scores, [p.get("length") for p in predictions],
-                                   [p["_id"] for p in predictions])
+                                   [p["_id"] for p in predictions], code_sim)
         subset_level[0]["truncated"] = sum(bool(p.get("truncated")) for p in predictions)
         save(subset_level)
         rows += subset_level

@@ -14,7 +14,7 @@ from nsa_bench.errors import UsageError
 from nsa_bench.paired import example_scores, macro_interval_fields, pair_label, scored_fields
 from nsa_bench.stats import macro_paired_difference
 from nsa_bench.suites.longbench.datasets import LENGTH_BUCKETS, length_bucket, spec_for
-from nsa_bench.suites.longbench.metrics import metric_label, score_prediction
+from nsa_bench.suites.longbench.metrics import metric_for, metric_label, score_prediction
 from nsa_bench.suites.longbench.records import PREDICTION_KEYS, example_id, prediction_files, read_jsonl
 
 
@@ -28,7 +28,7 @@ def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | None],
-                ids: Sequence[str] | None = None) -> list[dict]:
+                ids: Sequence[str] | None = None, code_sim: str = "levenshtein") -> list[dict]:
     """Rows for one subset: over all examples (`length_bucket` 'all') and, when every example has a
     `length`, one per non-empty LongBench-E bucket (0-4k, 4-8k, 8k+). Each row keeps its examples'
     scores by id (`example_scores`; ids default to positions `#<index>`) and their 95% interval."""
@@ -45,7 +45,7 @@ def subset_rows(subset: str, scores: Sequence[float], lengths: Sequence[int | No
         mean, stderr = _mean_and_stderr(list(by_id.values()))
         rows.append({
             "kind": "quality", "suite": "longbench", "task": subset, "length_bucket": bucket,
-            "language": spec.language, "metric": metric_label(spec.metric), "score": mean,
+            "language": spec.language, "metric": metric_label(metric_for(subset, code_sim)), "score": mean,
             "n": len(by_id), "stderr": stderr, "status": "ok", **scored_fields(by_id),
         })
     return rows
@@ -99,26 +99,28 @@ def paired_average_rows(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def score_records(subset: str, records: Sequence[dict], where: str = "") -> list[float]:
+def score_records(subset: str, records: Sequence[dict], where: str = "", code_sim: str = "levenshtein") -> list[float]:
     """Each prediction record's score (`pred`, `answers`, `all_classes`)."""
     scores = []
     for index, record in enumerate(records):
         try:
-            scores.append(score_prediction(subset, record["pred"], record["answers"], record.get("all_classes")))
+            scores.append(score_prediction(
+                subset, record["pred"], record["answers"], record.get("all_classes"), code_sim=code_sim))
         except (ValueError, TypeError) as error:
             raise UsageError(f"{where or subset}: example {index + 1}: {error}") from None
     return scores
 
 
-def score_predictions(path: str | Path) -> list[dict]:
+def score_predictions(path: str | Path, code_sim: str = "levenshtein") -> list[dict]:
     """Rows for a predictions file or a directory of `<subset>.jsonl` files, as LongBench's eval.py
-    scores them (lines with `pred`, `answers`, `all_classes`, optional `length`), plus averages."""
+    scores them (lines with `pred`, `answers`, `all_classes`, optional `length`), plus averages.
+    code_sim: 'levenshtein' (default) or 'difflib', see metrics.code_sim_difflib."""
     rows: list[dict] = []
     for subset, file in prediction_files(Path(path)).items():
         records = read_jsonl(file, PREDICTION_KEYS)
         if not all(isinstance(r["pred"], str) for r in records):
             raise UsageError(f"{file}: 'pred' must be a string on every line")
-        scores = score_records(subset, records, str(file))
+        scores = score_records(subset, records, str(file), code_sim)
         ids = [example_id(r, i) for i, r in enumerate(records)]
-        rows += subset_rows(subset, scores, [r.get("length") for r in records], ids)
+        rows += subset_rows(subset, scores, [r.get("length") for r in records], ids, code_sim)
     return rows + average_rows(rows)
