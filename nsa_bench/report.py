@@ -361,13 +361,16 @@ def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
     for keys, group in frame.groupby(index, sort=False, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         cells, values = [], {}
-        n = group["n"].max() if "n" in group else math.nan
+        hits = {(a, m): group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)]
+                for a, m, _ in columns}
+        last = {c: hit.iloc[-1] for c, hit in hits.items() if not hit.empty}
+        counts = {_fmt(r.get("n"), ".0f") for r in last.values()}
+        n = counts.pop() if len(counts) == 1 else None  # runs of other counts: each cell says its own
         for attention, model, _ in columns:
-            hit = group[(group["attention"].astype(str) == attention) & (group["model"].astype(str) == model)]
-            if hit.empty:
+            r = last.get((attention, model))
+            if r is None:
                 cells.append("")
                 continue
-            r = hit.iloc[-1]
             if not is_ok(str(r.get("status", "ok"))):
                 cells.append(str(r.get("status")))
                 continue
@@ -375,9 +378,10 @@ def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
             values[attention] = value
             err = _num(r.get("stderr")) * scale
             cells.append(_fmt(value, ".1f" if scale == 100 else ".4g") + ("" if math.isnan(err) else f" ± {err:.1f}"
-                                                                          if scale == 100 else f" ± {err:.2g}"))
+                                                                          if scale == 100 else f" ± {err:.2g}")
+                         + ("" if n is not None else f" (n={_fmt(r.get('n'), '.0f')})"))
         diff = values.get("nsa", math.nan) - values.get("full", math.nan)
-        rows.append([_cell(k) for k in keys] + [_fmt(n, ".0f")] + cells + ([_fmt(diff, "+.1f" if scale == 100 else "+.3g")]
+        rows.append([_cell(k) for k in keys] + [n or ""] + cells + ([_fmt(diff, "+.1f" if scale == 100 else "+.3g")]
                                                                             if delta else []))
     headers = index + ["n"] + [h for _, _, h in columns] + (["NSA − full"] if delta else [])
     notes = (["Scores x100."] if scale == 100 else []) + (
@@ -444,8 +448,9 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         if metric != "exact_match" and (frame.loc[frame["task"] == task, "metric"] == "exact_match").any():
             continue  # one heatmap per task: exact match where the run has it (tables list the rest)
         columns = _columns_by_attention(group)
+        whole = _grid(group)  # every panel on the same axes, whatever lengths its run has
         grids = {(a, m): _grid(group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)])
-                 for a, m, _ in columns}
+                 .reindex(index=whole.index, columns=whole.columns) for a, m, _ in columns}
         nsa = [k for k in grids if k[0] == "nsa"]
         full = [k for k in grids if k[0] == "full"]
         diff = grids[nsa[0]] - grids[full[0]] if len(nsa) == 1 and len(full) == 1 else None
@@ -465,13 +470,13 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         parts.append(f"### {task} ({metric})\n")
         parts.append(figs.save(fig, f"needle_{task}_{metric}") + "\n")
         rows = []
+        lengths = list(_grid(group).columns)  # every run's lengths: a run without one leaves its cell empty
         for a, m, header in columns:
             g = group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)]
-            cells = _grid(g)
+            cells = _grid(g).reindex(columns=lengths)
             not_ok = len(g) - len(_ok(g))
             rows.append([header, m, _fmt(cells.stack().mean(), ".3f"), int(cells.notna().sum().sum()), not_ok]
-                        + [_fmt(cells[c].mean(), ".2f") for c in cells.columns])
-        lengths = list(_grid(group).columns)
+                        + [_fmt(cells[c].mean(), ".2f") for c in lengths])
         parts.append(md_table(["attention", "model", "mean", "cells", "cells not ok", *[_length(t) for t in lengths]],
                               rows) + "\n")
     summary = frame.groupby(["task", "metric"], sort=False)

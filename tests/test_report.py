@@ -102,3 +102,25 @@ def test_report_of_a_decode_only_csv_without_cudnn_columns(tmp_path):
     text = build_report([csv], tmp_path / "r.md").read_text()
     assert "| decode | 8k | nsa:cuda_graph | ok |" in text and "#### NSA stages" not in text
     assert "![kernels_decode_gbps](r_kernels_decode_gbps.png)" in text
+
+
+def test_needle_table_puts_each_length_under_its_own_column(tmp_path):
+    """Runs of different lengths: a run without 4k leaves that column empty, its 8k score stays under 8k."""
+    write_csv(tmp_path / "needle_a.csv", needle_rows(ctx_lens=(1024, 2048, 4096)))
+    short = [dict(r, model=r["model"].replace("train", "short"), score=0.25 if r["ctx_len"] == 8192 else r["score"])
+             for r in needle_rows(ctx_lens=(1024, 8192), scores={})]
+    write_csv(tmp_path / "needle_b.csv", short)
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    assert "| attention | model | mean | cells | cells not ok | 1k | 2k | 4k | 8k |" in text
+    assert "| NSA (runs/short/nsa) | runs/short/nsa | 0.625 | 6 | 0 | 1.00 |  |  | 0.25 |" in text
+    assert "| NSA (runs/train/nsa) | runs/train/nsa | 1.000 | 9 | 0 | 1.00 | 1.00 | 1.00 |  |" in text
+
+
+def test_lmeval_table_shows_each_runs_own_count(tmp_path):
+    """Two runs with other question counts: the n column is left empty and each cell names its n."""
+    write_csv(tmp_path / "lmeval.csv", lmeval_rows())
+    write_csv(tmp_path / "lmeval_small.csv", [dict(r, model=r["model"] + "_small", n=10) for r in lmeval_rows()])
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    assert "| mmlu | acc |  | 31.0 ± 3.0 (n=100) | 31.0 ± 3.0 (n=10) | 32.0 ± 3.0 (n=100) | 32.0 ± 3.0 (n=10) |" in text
+    one = build_report([tmp_path / "lmeval.csv"], tmp_path / "one.md").read_text()
+    assert "| mmlu | acc | 100 | 31.0 ± 3.0 | 32.0 ± 3.0 | -1.0 |" in one
