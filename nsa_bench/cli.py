@@ -166,7 +166,11 @@ def kernels(
     ref_max_len: int = typer.Option(None, "--ref-max-len", help="Longest T at which ref is timed (default: 4096)."),
     out: str = typer.Option("results", "--out", help="Folder of the CSV, kernels_<tag>.csv."),
     reports: str = typer.Option("reports", "--reports", help="Folder of kernels_<tag>.md and its PNGs."),
-    tag: str = typer.Option(None, "--tag", help="Name of the run's files (default: the GPU, e.g. h100_80gb_hbm3)."),
+    tag: str = typer.Option(
+        None, "--tag",
+        help="Name of the run's files (default: the GPU, e.g. h200; with date and time added if that file exists).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing kernels_<tag>.csv and its report."),
     interpret: bool = typer.Option(False, "--interpret", help="CPU smoke run of the whole pipeline under the Triton interpreter, tiny sizes."),
 ) -> None:
     """Kernel speed: NSA against FlashAttention-2 and cuDNN attention, fwd, bwd, decode; CSV, plots, markdown."""
@@ -191,7 +195,7 @@ def kernels(
     )
     if not interpret and not torch.cuda.is_available():  # after the options, so a bad one is named first
         raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
-    run_kernel_bench(spec, out, reports, tag, command=command)
+    run_kernel_bench(spec, out, reports, tag, command=command, force=force)
 
 
 @app.command()
@@ -320,10 +324,14 @@ def check(
 @app.command()
 def report(
     csvs: List[Path] = typer.Argument(..., help="Result CSVs (kernels, needle, longbench, lmeval, train), e.g. results/*.csv."),
-    out: Path = typer.Option(Path("reports/report.md"), "--out", help="Markdown file; its PNGs go beside it."),
+    out: Path = typer.Option(
+        Path("runs/report/report.md"), "--out",
+        help="Markdown file; its PNGs go beside it. The default is outside the committed reports/.",
+    ),
     title: str = typer.Option("nsa-bench report", "--title", help="Heading of the report."),
 ) -> None:
-    """One markdown report with plots from result CSVs: kernels, needle, LongBench, lm-eval, training, run metadata."""
+    """One markdown report with plots from result CSVs: kernels, needle, LongBench, lm-eval, training, run metadata.
+    Runs on the CPU get sections of their own, apart from GPU runs."""
     from nsa_bench.report import build_report
 
     path = build_report(csvs, out, title=title)

@@ -105,10 +105,11 @@ class _Figures:
 
         self.plt = plt
         self.dir, self.stem = out.parent, out.stem
+        self.suffix = ""  # e.g. '_cpu': the figures of one machine's section
         self.written: list[Path] = []
 
     def save(self, fig, name: str) -> str:
-        path = self.dir / f"{self.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+        path = self.dir / f"{self.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name + self.suffix)}.png"
         if fig.get_layout_engine() is None:
             fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -532,7 +533,7 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
 
 # ---- the report ----------------------------------------------------------------------------------
 
-def build_report(paths: list[str | Path], out: str | Path = "reports/report.md", title: str = "nsa-bench report") -> Path:
+def build_report(paths: list[str | Path], out: str | Path = "runs/report/report.md", title: str = "nsa-bench report") -> Path:
     """Write the markdown report and its PNGs; returns the markdown's path."""
     data = load_results(paths)
     out = Path(out)
@@ -545,6 +546,31 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
         kernel = pd.DataFrame([normalize_kernel_row(r) for r in kernel.to_dict(orient="records")])
         kernel = kernel[kernel["seq_len"].notna()]
         sections.append(kernel_section(figs, kernel))
+    rows = data[data["row_kind"].isin(["quality", "train"])]
+    machines = machine_of(rows)
+    for machine, part in sorted(rows.groupby(machines, sort=False), key=lambda item: item[0] == "CPU"):
+        figs.suffix = "" if machines.nunique() == 1 else "_" + re.sub(r"[^a-z0-9]+", "_", machine.lower()).strip("_")
+        where = "" if machines.nunique() == 1 else f" ({machine})"
+        sections += [_heading_on(s, where) for s in quality_and_train_sections(figs, part)]
+    out.write_text("\n".join(s for s in sections if s).rstrip() + "\n")
+    return out
+
+
+def machine_of(data: pd.DataFrame) -> pd.Series:
+    """The GPU that made each row, or 'CPU' (a smoke run is reported apart from the GPU runs)."""
+    gpu = data["gpu"].astype(str) if "gpu" in data else pd.Series("none", index=data.index)
+    return gpu.where(~gpu.isin(["none", "nan", "", "None"]), "CPU")
+
+
+def _heading_on(section: str, where: str) -> str:
+    """The section with `where` (e.g. ' (CPU)') added to its first heading."""
+    head, sep, rest = section.partition("\n")
+    return head + where + sep + rest if where and head.startswith("## ") else section
+
+
+def quality_and_train_sections(figs: _Figures, data: pd.DataFrame) -> list[str]:
+    """The quality suites' sections and the training section of rows from one machine."""
+    sections = []
     quality = data[data["row_kind"] == "quality"]
     if len(quality) and "suite" in quality:
         for suite, frame in distinct_models(quality).groupby("suite", sort=False):
@@ -559,5 +585,4 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
     train = data[data["row_kind"] == "train"]
     if len(train):
         sections.append(train_section(figs, train))
-    out.write_text("\n".join(s for s in sections if s).rstrip() + "\n")
-    return out
+    return sections

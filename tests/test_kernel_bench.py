@@ -3,6 +3,7 @@ failure rows, the CLI's GPU gate, and the --interpret smoke run end to end."""
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -371,3 +372,19 @@ def test_check_backward_catches_gradients_beyond_the_prefix():
         return LeaksIntoK.apply(nsa_attention_ref(**kw), kw["k"])
 
     assert check_backward(leaky, args, SMALL, 60).max_rel_err > 0.01
+
+
+def test_the_default_tag_never_replaces_a_committed_csv(tmp_path):
+    """kernels_<gpu>.csv exists: the default tag gets the date and time; a given tag that exists is refused."""
+    spec = _tiny_spec()
+    out, reports = tmp_path / "results", tmp_path / "reports"
+    assert kb.free_tag(out, reports, None, spec) == kb.default_tag(spec)
+    out.mkdir()
+    (out / f"kernels_{kb.default_tag(spec)}.csv").write_text("committed\n")
+    assert re.fullmatch(kb.default_tag(spec) + r"_\d{8}_\d{6}", kb.free_tag(out, reports, None, spec))
+    assert kb.free_tag(out, reports, None, spec, force=True) == kb.default_tag(spec)
+    reports.mkdir()
+    (reports / "kernels_mine.md").write_text("committed\n")
+    with pytest.raises(UsageError, match="kernels_mine.md exists; give another --tag, or --force"):
+        kb.free_tag(out, reports, "mine", spec)
+    assert kb.free_tag(out, reports, "mine", spec, force=True) == "mine"
