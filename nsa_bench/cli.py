@@ -225,7 +225,7 @@ def needle(
 ) -> None:
     """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
     from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, parse_tasks, run_needle
-    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+    from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
     grids = [NeedleGrid(
         ctx_lens=parse_ctx(ctx),
@@ -240,6 +240,7 @@ def needle(
         family=family,
     ) for family in parse_tasks(task)]
     models = models_by_attention(model, attentions(attn))
+    check_models(models, nsa_config)
     for grid in grids:
         for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
             typer.echo(f"wrote {path}")
@@ -269,7 +270,7 @@ def lmeval(
 ) -> None:
     """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts."""
     from nsa_bench.suites.lmeval_suite import require_lm_eval, resolve_tasks, run_lmeval
-    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+    from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
     require_lm_eval()
     if not (batch_size == "auto" or batch_size.isdigit() and int(batch_size) > 0):
@@ -280,6 +281,7 @@ def lmeval(
     gsm8k, mmlu = (None if d is None else str(d) for d in (gsm8k_dir, mmlu_dir))
     pairs = resolve_tasks(names, gsm8k, mmlu)
     models = models_by_attention(model, attentions(attn))
+    check_models(models, nsa_config)
     rows = run_lmeval(models, lambda m, a: load_model(m, a, device, nsa_config), pairs, out, gsm8k, mmlu,
                       limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, max_gen_toks=max_gen_toks)
     for row in rows:

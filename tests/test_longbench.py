@@ -287,6 +287,7 @@ def test_window_too_small_for_generation(tmp_path):
 
 def test_cli_run_both_attentions_to_csv(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(commands, "load_model", lambda model, attention, device, cfg: FakeLM(attention))
+    monkeypatch.setattr(commands, "check_models", lambda models, cfg: None)  # "fake" is no model on disk
     out, preds = tmp_path / "lb.csv", tmp_path / "preds"
     argv = ["longbench", "run", "--data", str(DATA), "--model", "fake", "--attn", "both",
             "--datasets", "hotpotqa,trec_e", "--max-examples", "2", "--out", str(out), "--preds", str(preds)]
