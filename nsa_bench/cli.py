@@ -225,6 +225,7 @@ def needle(
 ) -> None:
     """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
     from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, parse_tasks, run_needle
+    from nsa_bench.suites.needle_summary import run_summary, summary_lines
     from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
     grids = [NeedleGrid(
@@ -245,6 +246,14 @@ def needle(
         for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
             typer.echo(f"wrote {path}")
     typer.echo(f"rows in {out}")
+    summaries = [run_summary(out, models, grid) for grid in grids]
+    for grid, summary in zip(grids, summaries):
+        typer.echo("\n" + "\n".join(summary_lines(summary, grid.task)))
+    if all(summary.nothing_ran for summary in summaries):
+        raise UsageError("every cell was unsupported (see above): give a shorter --ctx or --extrapolate")
+    if any(summary.unsupported for summary in summaries):
+        typer.echo("warning: some cells were unsupported (see above); they are rows with that status in the CSV",
+                   err=True)
 
 
 @app.command()

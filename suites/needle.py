@@ -372,15 +372,15 @@ def run_needle(
 
     writer = ResultWriter(out)
     cells = [(c, d) for c in grid.ctx_lens for d in grid.depths]
-
-    def key(attention, ctx_len, depth):
-        return {"suite": "needle", "task": grid.task, "model": models[attention], "attention": attention,
-                "ctx_len": ctx_len, "depth": depth, "metric": METRICS[0], **grid.config()}
-
-    todo = {a: [c for c in cells if not writer.done(key(a, *c))] for a in models}
+    keys = run_keys(models, grid)
+    todo = {a: [c for c in cells if not writer.done({**keys[a], "ctx_len": c[0], "depth": c[1]})] for a in models}
     columns = (TextColumn("[bold]needle[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not progress or not any(todo.values())) as bar:
+        skipped = len(cells) * len(models) - sum(len(v) for v in todo.values())
+        if skipped:
+            bar.console.print(f"skipping {skipped} cells already in {out} (same model, attention and grid); "
+                              "a new --out or deleting those rows reruns them", highlight=False, soft_wrap=True)
         job = bar.add_task("", total=sum(len(v) for v in todo.values()))
         for attention, model in models.items():
             if not todo[attention]:
@@ -400,6 +400,12 @@ def run_needle(
                 for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
                     writer.write(row)
                 bar.advance(job)
+                if progress and not bar.console.is_terminal:  # a log gets a line per cell, not a live bar
+                    task, score = bar.tasks[0], cell.get("exact_match")
+                    outcome = f"exact match {sum(score) / len(score):.2f}" if score else cell["status"].split(":")[0]
+                    bar.console.print(f"needle {attention} ctx={ctx_len} depth={depth:.0%}: {outcome} "
+                                      f"({int(task.completed)}/{task.total:.0f}, {task.elapsed or 0:.0f} s)",
+                                      highlight=False, soft_wrap=True)
             del lm, haystacks
             gc.collect()
             _free_cuda()
@@ -407,6 +413,12 @@ def run_needle(
         return []
     stem = Path(out).stem if grid.family is None else f"{Path(out).stem}_{grid.family}"
     return plot_heatmaps(out, models, grid.task, report_dir, stem=stem)
+
+
+def run_keys(models: dict[str, str], grid: NeedleGrid) -> dict[str, dict]:
+    """attention -> the columns that identify its exact-match rows of this grid (for resuming, summaries)."""
+    return {a: {"suite": "needle", "task": grid.task, "model": m, "attention": a, "metric": METRICS[0],
+                **grid.config()} for a, m in models.items()}
 
 
 def _free_cuda() -> None:
