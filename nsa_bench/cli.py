@@ -70,6 +70,7 @@ def train(
     csv: str = typer.Option(None, "--csv", help="Train CSV (default: OUT/train.csv)."),
     plot: str = typer.Option(None, "--plot", help="Loss plot PNG (default: OUT/train_loss.png)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT up to the budget."),
+    force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a run (its files are replaced)."),
 ) -> None:
     """Train an NSA / full-attention pair (or one model) on text plus dense needle-family retrieval; CSV, plot, checkpoints."""
     from nsa_bench.train import TrainConfig
@@ -80,6 +81,7 @@ def train(
         time_budget=time_budget, lr=lr, retrieval_frac=retrieval_frac, answer_weight=answer_weight,
         curriculum=curriculum, tokenizer=tokenizer, workers=workers, eval_every=eval_every,
         save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
+        force=force,
     )
     try:
         config = config.resolved()
