@@ -661,6 +661,15 @@ def free_tag(out_dir: str | Path, reports_dir: str | Path, tag: str | None, spec
     return f"{chosen}_{datetime.datetime.now().strftime('%Y%m%d_%H%M%S')}"
 
 
+def slow_interpret(spec: KernelBenchSpec, longest: int = 512) -> str | None:
+    """A warning when an --interpret run's sizes will take long on a CPU (the interpreter runs each
+    Triton program in Python), else None."""
+    if not spec.interpret or max(spec.seq_lens) <= longest:
+        return None
+    return (f"--seq {max(spec.seq_lens)} under the Triton interpreter takes minutes to hours on a CPU; "
+            f"lengths up to {longest} (the default is {','.join(map(str, INTERPRET_SPEC.seq_lens))}) take seconds")
+
+
 def _summary_table(rows: list[dict]):
     """The terminal's summary (80 columns): the CSV and the markdown have every column."""
     from rich import box
@@ -774,6 +783,8 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
     if spec.interpret:
         console.print("[bold yellow]--interpret: Triton interpreter on the CPU at tiny sizes; "
                       "timings are a smoke test, not performance[/]")
+        if slow_interpret(spec):
+            console.print(f"[bold yellow]warning:[/] {slow_interpret(spec)}", highlight=False, soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("kernels", total=planned_rows(spec))

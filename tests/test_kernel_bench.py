@@ -388,3 +388,10 @@ def test_the_default_tag_never_replaces_a_committed_csv(tmp_path):
     with pytest.raises(UsageError, match="kernels_mine.md exists; give another --tag, or --force"):
         kb.free_tag(out, reports, "mine", spec)
     assert kb.free_tag(out, reports, "mine", spec, force=True) == "mine"
+
+
+def test_long_interpreter_runs_are_warned():
+    assert kb.slow_interpret(kb.INTERPRET_SPEC) is None
+    long = kb.KernelBenchSpec(**{**kb.INTERPRET_SPEC.__dict__, "seq_lens": (64, 8192)})
+    assert kb.slow_interpret(long).startswith("--seq 8192 under the Triton interpreter takes minutes")
+    assert kb.slow_interpret(kb.KernelBenchSpec(**{**kb.H100_SPEC.__dict__})) is None  # a GPU run
