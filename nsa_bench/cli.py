@@ -351,9 +351,38 @@ def report(
     typer.echo(f"report {path}")
 
 
+_METAVARS = {"integer": "N", "int": "N", "float": "NUMBER", "path": "PATH"}  # else TEXT
+
+
+def plain_help(command) -> None:
+    """Help in plain words: `--out PATH`, `--trials N`, `CSV...`, flags bare (typer >= 0.20 shows type
+    placeholders such as `<list[str]>`, `<bool>` and `{csvs}...`)."""
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    for param in command.params:
+        if param.param_type_name == "argument":
+            shown = param.name.rstrip("s").upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = shown
+            param.get_usage_pieces = lambda ctx, shown=shown: [shown]
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            kind = param.type.name if hasattr(param, "type") else param.bare_type().removeprefix("list[").rstrip("]")
+            param.metavar = "" if getattr(param, "is_flag", False) else _METAVARS.get(kind.lower(), "TEXT")
+    get_help_option = command.get_help_option
+
+    def bare_help_option(ctx):
+        option = get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = bare_help_option
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
+    plain_help(command)
     try:
         # Without standalone mode click returns a typer.Exit's code instead of raising it.
         code = command.main(args=argv, prog_name="nsa-bench", standalone_mode=False)
