@@ -251,6 +251,7 @@ def _tiny_spec(**changes):
     return kb.KernelBenchSpec(**{**kb.INTERPRET_SPEC.__dict__, **base, **changes})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error,status", [
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB"), "oom"),
     (ValueError("Triton NSA supports slc_block in (16, 32, 64, 128)"), "unsupported: ValueError: Triton NSA supports"),
@@ -287,6 +288,7 @@ def _cli(*args, env=None):
                           env=env, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU gate only shows without a GPU")
 def test_without_a_gpu_one_line_and_exit_2():
     proc = _cli("--seq", "8k")
@@ -294,12 +296,14 @@ def test_without_a_gpu_one_line_and_exit_2():
     assert proc.stderr.strip() == "nsa-bench: error: nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interpret", [("--interpret",), ()], ids=["interpret", "gpu-run"])
 def test_bad_sizes_are_one_line_and_exit_2(interpret):
     proc = _cli(*interpret, "--seq", "8q")  # a bad option is named first, GPU or not
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "bad size '8q'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_interpret_smoke_end_to_end(tmp_path):
     """The whole pipeline on the CPU under the Triton interpreter: CSV rows, PNGs and markdown.
     T=96 with 8/4/16/4/32 has 6 selection blocks of which 4 are chosen: selection is sparse."""

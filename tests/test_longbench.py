@@ -344,6 +344,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make_argv):
     assert len(err) == 1 and err[0].startswith("nsa-bench: error:")
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     bad = _bad_file(tmp_path, "hotpotqa.jsonl", '{"input": "q", "answers": ["a"]}\n')
     proc = subprocess.run(

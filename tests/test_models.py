@@ -73,6 +73,7 @@ def test_kv_cache_matches_full_forward(attention):
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_decode_kernels_match_the_full_forward():
     """The NSA cache on nsa_bench.kernels.NSACache / nsa_decode (Triton; the interpreter on CPU)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
