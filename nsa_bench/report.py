@@ -228,7 +228,7 @@ def stage_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
     modes = [m for m in ("fwd", "bwd") if _stage_impls(group, m)]
     if not modes:
         return None
-    fig, axes = figs.plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig, axes = figs.plt.subplots(1, len(modes), figsize=(7.2 * len(modes), 4.2), squeeze=False, layout="constrained")
     cmap = figs.plt.get_cmap("tab10")
     for ax, mode in zip(axes[0], modes):
         stages = _stage_impls(group, mode)
@@ -251,7 +251,7 @@ def stage_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
         ax.set_xticklabels([_length(t) for t in lengths])
         ax.set(title=f"NSA {mode} by stage", xlabel="sequence length", ylabel="ms")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=0.35)  # beside the bars
     return figs.save(fig, name)
 
 
@@ -434,13 +434,36 @@ def _heatmap(ax, grid: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: f
     ax.set_xticklabels([_length(c) for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]))
     ax.set_yticklabels([f"{d:.0%}" for d in grid.index])
-    ax.set(title=title, xlabel="context length", ylabel="needle depth")
+    ax.set_title(title, fontsize=9)
+    ax.set(xlabel="context length", ylabel="needle depth")
     for (i, j), value in pd.DataFrame(grid.values).stack().items():
         if not math.isnan(value):
             level = (value - vmin) / ((vmax - vmin) or 1)  # dark cells (low viridis, RdBu ends) get white text
             dark = abs(level - 0.5) > 0.35 if cmap == "RdBu" else level < 0.55
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
     return image
+
+
+def heatmap_figure(figs: _Figures, panels: list[tuple], top: float):
+    """Heatmaps (title, grid, colormap, lowest value) two to a row, each sized to its cells, titles
+    wrapped, one colour bar per colormap."""
+    import textwrap
+
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    shape = panels[0][1].shape
+    size = (max(4.2, 0.6 * shape[1] + 2.4), 0.32 * shape[0] + 2.0)
+    fig, axes = figs.plt.subplots(rows, cols, figsize=(size[0] * cols + 1.2, size[1] * rows), squeeze=False,
+                                  layout="constrained")
+    images: dict[str, tuple] = {}
+    for ax, (title, grid, cmap, low) in zip(axes.flat, panels):
+        image = _heatmap(ax, grid, textwrap.fill(title, 44), cmap, low, top)
+        images.setdefault(cmap, (image, []))[1].append(ax)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    for image, where in images.values():
+        fig.colorbar(image, ax=where, shrink=0.8)
+    return fig
 
 
 def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
@@ -455,21 +478,12 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         nsa = [k for k in grids if k[0] == "nsa"]
         full = [k for k in grids if k[0] == "full"]
         diff = grids[nsa[0]] - grids[full[0]] if len(nsa) == 1 and len(full) == 1 else None
-        panels = len(grids) + (diff is not None)
-        fig, axes = figs.plt.subplots(1, panels, figsize=(4.6 * panels, 0.35 * len(group["depth"].unique()) + 2.2),
-                                      squeeze=False, layout="constrained")
         scores = group["score"].dropna()
         top = 1.0 if scores.between(0, 1).all() else float(scores.max() or 1)
-        image = None
-        for ax, ((a, m, header), grid) in zip(axes[0], zip(columns, grids.values())):
-            image = _heatmap(ax, grid, f"{header}: {metric}", "viridis", 0.0, top)
-        if image is not None:
-            fig.colorbar(image, ax=axes[0][: len(grids)].tolist(), shrink=0.8)
-        if diff is not None:
-            image = _heatmap(axes[0][-1], diff, "NSA − full", "RdBu", -top, top)
-            fig.colorbar(image, ax=axes[0][-1], shrink=0.8)
+        panels = [(f"{header}: {metric}", grid, "viridis", 0.0) for (_, _, header), grid in zip(columns, grids.values())]
+        panels += [] if diff is None else [("NSA − full", diff, "RdBu", -top)]
         parts.append(f"### {task} ({metric})\n")
-        parts.append(figs.save(fig, f"needle_{task}_{metric}") + "\n")
+        parts.append(figs.save(heatmap_figure(figs, panels, top), f"needle_{task}_{metric}") + "\n")
         rows = []
         lengths = list(_grid(group).columns)  # every run's lengths: a run without one leaves its cell empty
         for a, m, header in columns:
@@ -495,21 +509,24 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     frame = _ok(frame)
     if frame.empty or "loss" not in frame:
         return ""
-    fig, axes = figs.plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = figs.plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     rows = []
+    sources = list(dict.fromkeys(frame["source"]))
     for (source, attention), g in frame.groupby(["source", "attention"], sort=False):
         g = g.sort_values("step")
-        color = COLORS.get(str(attention))
-        label = f"{attention}" if frame["source"].nunique() == 1 else f"{attention} ({source})"
+        # one run: red NSA, blue full; several: one colour per run, NSA solid and full dashed
+        color = COLORS.get(str(attention)) if len(sources) == 1 else f"C{sources.index(source) % 10}"
+        dashes, marker = ("-", "o") if attention == "nsa" or len(sources) == 1 else ("--", "s")
+        label = f"{attention}" if len(sources) == 1 else f"{attention} ({source})"
         smooth = g["loss"].rolling(max(1, len(g) // 20), min_periods=1).mean()
-        axes[0].plot(g["step"], g["loss"], color=color, alpha=0.2, lw=0.8)
-        axes[0].plot(g["step"], smooth, color=color, lw=1.6, label=f"{label} train")
+        axes[0].plot(g["step"], g["loss"], color=color, alpha=0.15, lw=0.8)
+        axes[0].plot(g["step"], smooth, dashes, color=color, lw=1.6, label=f"{label} train")
         if "val_loss" in g and g["val_loss"].notna().any():
             ev = g[g["val_loss"].notna()]
-            axes[0].plot(ev["step"], ev["val_loss"], "o--", color=color, ms=4, lw=1, label=f"{label} held-out")
+            axes[0].plot(ev["step"], ev["val_loss"], marker + ":", color=color, ms=4, lw=1, label=f"{label} held-out")
         if "val_answer_acc" in g and g["val_answer_acc"].notna().any():
             ev = g[g["val_answer_acc"].notna()]
-            axes[1].plot(ev["step"], ev["val_answer_acc"], "o-", color=color, ms=4, label=label)
+            axes[1].plot(ev["step"], ev["val_answer_acc"], marker + dashes, color=color, ms=4, lw=1)
         last = g.iloc[-1]
         evals = g[g["val_loss"].notna()] if "val_loss" in g else g.iloc[0:0]
         final_eval = evals.iloc[-1] if len(evals) else {}
@@ -522,7 +539,7 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     axes[1].set(xlabel="step", ylabel="accuracy", title="held-out retrieval answers", ylim=(-0.02, 1.02))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    fig.legend(loc="outside lower center", ncol=min(4, len(axes[0].get_lines())), fontsize=7, frameon=False)
     image = figs.save(fig, "train")
     meta = frame.iloc[0]
     setup = ", ".join(f"{c} {_cell(meta.get(c))}" for c in ("model", "ctx_len", "batch") if _cell(meta.get(c)))
