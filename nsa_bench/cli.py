@@ -252,7 +252,7 @@ def needle(
     for grid, summary in zip(grids, summaries):
         typer.echo("\n" + "\n".join(summary_lines(summary, grid.task)))
     if all(summary.nothing_ran for summary in summaries):
-        raise UsageError("every cell was unsupported (see above): give a shorter --ctx or --extrapolate")
+        raise UsageError("every cell was unsupported (the reasons are above): nothing ran")
     if any(summary.unsupported for summary in summaries):
         typer.echo("warning: some cells were unsupported (see above); they are rows with that status in the CSV",
                    err=True)

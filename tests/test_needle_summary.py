@@ -55,8 +55,7 @@ def test_cli_prints_the_table_and_exits_2_when_every_cell_is_unsupported(tmp_pat
     assert main([*args, "--ctx", "512,1k"]) == 2  # tiny's max_length is 256
     captured = capsys.readouterr()
     assert "full            -      -      -" in captured.out and "2 unsupported: context > model max_length 256" in captured.out
-    assert captured.err.strip() == ("nsa-bench: error: every cell was unsupported (see above): "
-                                    "give a shorter --ctx or --extrapolate")
+    assert captured.err.strip() == "nsa-bench: error: every cell was unsupported (the reasons are above): nothing ran"
     assert main([*args, "--ctx", "200,1k"]) == 0  # one cell ran: a warning, exit 0
     captured = capsys.readouterr()
     assert "cells: 2; 1 ok; 1 unsupported" in captured.out and captured.err.startswith("warning: some cells")
