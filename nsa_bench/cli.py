@@ -70,6 +70,7 @@ def train(
     csv: str = typer.Option(None, "--csv", help="Train CSV (default: OUT/train.csv)."),
     plot: str = typer.Option(None, "--plot", help="Loss plot PNG (default: OUT/train_loss.png)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT up to the budget."),
+    force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a run (its files are replaced)."),
 ) -> None:
     """Train an NSA / full-attention pair (or one model) on text plus dense needle-family retrieval; CSV, plot, checkpoints."""
     from nsa_bench.train import TrainConfig
@@ -80,6 +81,7 @@ def train(
         time_budget=time_budget, lr=lr, retrieval_frac=retrieval_frac, answer_weight=answer_weight,
         curriculum=curriculum, tokenizer=tokenizer, workers=workers, eval_every=eval_every,
         save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
+        force=force,
     )
     try:
         config = config.resolved()
@@ -172,7 +174,11 @@ def kernels(
     ref_max_len: int = typer.Option(None, "--ref-max-len", help="Longest T at which ref is timed (default: 4096)."),
     out: str = typer.Option("results", "--out", help="Folder of the CSV, kernels_<tag>.csv."),
     reports: str = typer.Option("reports", "--reports", help="Folder of kernels_<tag>.md and its PNGs."),
-    tag: str = typer.Option(None, "--tag", help="Name of the run's files (default: the GPU, e.g. h100_80gb_hbm3)."),
+    tag: str = typer.Option(
+        None, "--tag",
+        help="Name of the run's files (default: the GPU, e.g. h200; with date and time added if that file exists).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing kernels_<tag>.csv and its report."),
     interpret: bool = typer.Option(False, "--interpret", help="CPU smoke run of the whole pipeline under the Triton interpreter, tiny sizes."),
 ) -> None:
     """Kernel speed: NSA against FlashAttention-2 and cuDNN attention, fwd, bwd, decode; CSV, plots, markdown."""
@@ -197,7 +203,7 @@ def kernels(
     )
     if not interpret and not torch.cuda.is_available():  # after the options, so a bad one is named first
         raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
-    run_kernel_bench(spec, out, reports, tag, command=command)
+    run_kernel_bench(spec, out, reports, tag, command=command, force=force)
 
 
 @app.command()
@@ -227,7 +233,8 @@ def needle(
 ) -> None:
     """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
     from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, parse_tasks, run_needle
-    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+    from nsa_bench.suites.needle_summary import run_summary, summary_lines
+    from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
     grids = [NeedleGrid(
         ctx_lens=parse_ctx(ctx),
@@ -242,10 +249,19 @@ def needle(
         family=family,
     ) for family in parse_tasks(task)]
     models = models_by_attention(model, attentions(attn))
+    check_models(models, nsa_config)
     for grid in grids:
         for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
             typer.echo(f"wrote {path}")
     typer.echo(f"rows in {out}")
+    summaries = [run_summary(out, models, grid) for grid in grids]
+    for grid, summary in zip(grids, summaries):
+        typer.echo("\n" + "\n".join(summary_lines(summary, grid.task)))
+    if all(summary.nothing_ran for summary in summaries):
+        raise UsageError("every cell was unsupported (the reasons are above): nothing ran")
+    if any(summary.unsupported for summary in summaries):
+        typer.echo("warning: some cells were unsupported (see above); they are rows with that status in the CSV",
+                   err=True)
 
 
 @app.command()
@@ -271,7 +287,7 @@ def lmeval(
 ) -> None:
     """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts."""
     from nsa_bench.suites.lmeval_suite import require_lm_eval, resolve_tasks, run_lmeval
-    from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+    from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
     require_lm_eval()
     if not (batch_size == "auto" or batch_size.isdigit() and int(batch_size) > 0):
@@ -282,6 +298,7 @@ def lmeval(
     gsm8k, mmlu = (None if d is None else str(d) for d in (gsm8k_dir, mmlu_dir))
     pairs = resolve_tasks(names, gsm8k, mmlu)
     models = models_by_attention(model, attentions(attn))
+    check_models(models, nsa_config)
     rows = run_lmeval(models, lambda m, a: load_model(m, a, device, nsa_config), pairs, out, gsm8k, mmlu,
                       limit=limit, num_fewshot=num_fewshot, batch_size=batch_size, max_gen_toks=max_gen_toks)
     for row in rows:
@@ -354,19 +371,52 @@ def check(
 @app.command()
 def report(
     csvs: List[Path] = typer.Argument(..., help="Result CSVs (kernels, needle, longbench, lmeval, train), e.g. results/*.csv."),
-    out: Path = typer.Option(Path("reports/report.md"), "--out", help="Markdown file; its PNGs go beside it."),
+    out: Path = typer.Option(
+        Path("runs/report/report.md"), "--out",
+        help="Markdown file; its PNGs go beside it. The default is outside the committed reports/.",
+    ),
     title: str = typer.Option("nsa-bench report", "--title", help="Heading of the report."),
 ) -> None:
-    """One markdown report with plots from result CSVs: kernels, needle, LongBench, lm-eval, training, run metadata."""
+    """One markdown report with plots from result CSVs: kernels, needle, LongBench, lm-eval, training, run metadata.
+    Runs on the CPU get sections of their own, apart from GPU runs."""
     from nsa_bench.report import build_report
 
     path = build_report(csvs, out, title=title)
     typer.echo(f"report {path}")
 
 
+_METAVARS = {"integer": "N", "int": "N", "float": "NUMBER", "path": "PATH"}  # else TEXT
+
+
+def plain_help(command) -> None:
+    """Help in plain words: `--out PATH`, `--trials N`, `CSV...`, flags bare (typer >= 0.20 shows type
+    placeholders such as `<list[str]>`, `<bool>` and `{csvs}...`)."""
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    for param in command.params:
+        if param.param_type_name == "argument":
+            shown = param.name.rstrip("s").upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = shown
+            param.get_usage_pieces = lambda ctx, shown=shown: [shown]
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            kind = param.type.name if hasattr(param, "type") else param.bare_type().removeprefix("list[").rstrip("]")
+            param.metavar = "" if getattr(param, "is_flag", False) else _METAVARS.get(kind.lower(), "TEXT")
+    get_help_option = command.get_help_option
+
+    def bare_help_option(ctx):
+        option = get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = bare_help_option
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
+    plain_help(command)
     try:
         # Without standalone mode click returns a typer.Exit's code instead of raising it.
         code = command.main(args=argv, prog_name="nsa-bench", standalone_mode=False)

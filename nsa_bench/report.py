@@ -107,10 +107,11 @@ class _Figures:
 
         self.plt = plt
         self.dir, self.stem = out.parent, out.stem
+        self.suffix = ""  # e.g. '_cpu': the figures of one machine's section
         self.written: list[Path] = []
 
     def save(self, fig, name: str) -> str:
-        path = self.dir / f"{self.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+        path = self.dir / f"{self.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name + self.suffix)}.png"
         if fig.get_layout_engine() is None:
             fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -229,7 +230,7 @@ def stage_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
     modes = [m for m in ("fwd", "bwd") if _stage_impls(group, m)]
     if not modes:
         return None
-    fig, axes = figs.plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), squeeze=False)
+    fig, axes = figs.plt.subplots(1, len(modes), figsize=(7.2 * len(modes), 4.2), squeeze=False, layout="constrained")
     cmap = figs.plt.get_cmap("tab10")
     for ax, mode in zip(axes[0], modes):
         stages = _stage_impls(group, mode)
@@ -252,7 +253,7 @@ def stage_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
         ax.set_xticklabels([_length(t) for t in lengths])
         ax.set(title=f"NSA {mode} by stage", xlabel="sequence length", ylabel="ms")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=0.35)  # beside the bars
     return figs.save(fig, name)
 
 
@@ -367,13 +368,16 @@ def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
     for keys, group in frame.groupby(index, sort=False, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         cells, values = [], {}
-        n = group["n"].max() if "n" in group else math.nan
+        hits = {(a, m): group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)]
+                for a, m, _ in columns}
+        last = {c: hit.iloc[-1] for c, hit in hits.items() if not hit.empty}
+        counts = {_fmt(r.get("n"), ".0f") for r in last.values()}
+        n = counts.pop() if len(counts) == 1 else None  # runs of other counts: each cell says its own
         for attention, model, _ in columns:
-            hit = group[(group["attention"].astype(str) == attention) & (group["model"].astype(str) == model)]
-            if hit.empty:
+            r = last.get((attention, model))
+            if r is None:
                 cells.append("")
                 continue
-            r = hit.iloc[-1]
             if not is_ok(str(r.get("status", "ok"))):
                 cells.append(str(r.get("status")))
                 continue
@@ -382,12 +386,13 @@ def side_by_side(frame: pd.DataFrame, index: list[str]) -> str:
             err = _num(r.get("stderr")) * scale
             with_interval = score_cell(r, scale)
             intervals += with_interval is not None
-            cells.append(with_interval or _fmt(value, ".1f" if scale == 100 else ".4g") + (
+            cells.append((with_interval or _fmt(value, ".1f" if scale == 100 else ".4g") + (
                 "" if math.isnan(err) else f" ± {err:.1f}" if scale == 100 else f" ± {err:.2g}"))
+                + ("" if n is not None else f" (n={_fmt(r.get('n'), '.0f')})"))
         diff = values.get("nsa", math.nan) - values.get("full", math.nan)
         pair = paired_by_key.get(tuple(_cell(k) for k in keys))
         diff_text = paired_cell(pair, scale) if pair is not None else _fmt(diff, "+.1f" if scale == 100 else "+.3g")
-        rows.append([_cell(k) for k in keys] + [_fmt(n, ".0f")] + cells + ([diff_text] if delta else []))
+        rows.append([_cell(k) for k in keys] + [n or ""] + cells + ([diff_text] if delta else []))
     headers = index + ["n"] + [h for _, _, h in columns] + (["NSA − full"] if delta else [])
     notes = (["Scores x100."] if scale == 100 else []) + (
         ["± is the standard error over examples."] if any("±" in c for r in rows for c in r) else []) + (
@@ -440,13 +445,36 @@ def _heatmap(ax, grid: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: f
     ax.set_xticklabels([_length(c) for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]))
     ax.set_yticklabels([f"{d:.0%}" for d in grid.index])
-    ax.set(title=title, xlabel="context length", ylabel="needle depth")
+    ax.set_title(title, fontsize=9)
+    ax.set(xlabel="context length", ylabel="needle depth")
     for (i, j), value in pd.DataFrame(grid.values).stack().items():
         if not math.isnan(value):
             level = (value - vmin) / ((vmax - vmin) or 1)  # dark cells (low viridis, RdBu ends) get white text
             dark = abs(level - 0.5) > 0.35 if cmap == "RdBu" else level < 0.55
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
     return image
+
+
+def heatmap_figure(figs: _Figures, panels: list[tuple], top: float):
+    """Heatmaps (title, grid, colormap, lowest value) two to a row, each sized to its cells, titles
+    wrapped, one colour bar per colormap."""
+    import textwrap
+
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    shape = panels[0][1].shape
+    size = (max(4.2, 0.6 * shape[1] + 2.4), 0.32 * shape[0] + 2.0)
+    fig, axes = figs.plt.subplots(rows, cols, figsize=(size[0] * cols + 1.2, size[1] * rows), squeeze=False,
+                                  layout="constrained")
+    images: dict[str, tuple] = {}
+    for ax, (title, grid, cmap, low) in zip(axes.flat, panels):
+        image = _heatmap(ax, grid, textwrap.fill(title, 44), cmap, low, top)
+        images.setdefault(cmap, (image, []))[1].append(ax)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    for image, where in images.values():
+        fig.colorbar(image, ax=where, shrink=0.8)
+    return fig
 
 
 def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
@@ -456,34 +484,26 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         if metric != "exact_match" and (frame.loc[frame["task"] == task, "metric"] == "exact_match").any():
             continue  # one heatmap per task: exact match where the run has it (tables list the rest)
         columns = _columns_by_attention(group)
+        whole = _grid(group)  # every panel on the same axes, whatever lengths its run has
         grids = {(a, m): _grid(group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)])
-                 for a, m, _ in columns}
+                 .reindex(index=whole.index, columns=whole.columns) for a, m, _ in columns}
         nsa = [k for k in grids if k[0] == "nsa"]
         full = [k for k in grids if k[0] == "full"]
         diff = grids[nsa[0]] - grids[full[0]] if len(nsa) == 1 and len(full) == 1 else None
-        panels = len(grids) + (diff is not None)
-        fig, axes = figs.plt.subplots(1, panels, figsize=(4.6 * panels, 0.35 * len(group["depth"].unique()) + 2.2),
-                                      squeeze=False, layout="constrained")
         scores = group["score"].dropna()
         top = 1.0 if scores.between(0, 1).all() else float(scores.max() or 1)
-        image = None
-        for ax, ((a, m, header), grid) in zip(axes[0], zip(columns, grids.values())):
-            image = _heatmap(ax, grid, f"{header}: {metric}", "viridis", 0.0, top)
-        if image is not None:
-            fig.colorbar(image, ax=axes[0][: len(grids)].tolist(), shrink=0.8)
-        if diff is not None:
-            image = _heatmap(axes[0][-1], diff, "NSA − full", "RdBu", -top, top)
-            fig.colorbar(image, ax=axes[0][-1], shrink=0.8)
+        panels = [(f"{header}: {metric}", grid, "viridis", 0.0) for (_, _, header), grid in zip(columns, grids.values())]
+        panels += [] if diff is None else [("NSA − full", diff, "RdBu", -top)]
         parts.append(f"### {task} ({metric})\n")
-        parts.append(figs.save(fig, f"needle_{task}_{metric}") + "\n")
+        parts.append(figs.save(heatmap_figure(figs, panels, top), f"needle_{task}_{metric}") + "\n")
         rows = []
+        lengths = list(_grid(group).columns)  # every run's lengths: a run without one leaves its cell empty
         for a, m, header in columns:
             g = group[(group["attention"].astype(str) == a) & (group["model"].astype(str) == m)]
-            cells = _grid(g)
+            cells = _grid(g).reindex(columns=lengths)
             not_ok = len(g) - len(_ok(g))
             rows.append([header, m, _fmt(cells.stack().mean(), ".3f"), int(cells.notna().sum().sum()), not_ok]
-                        + [_fmt(cells[c].mean(), ".2f") for c in cells.columns])
-        lengths = list(_grid(group).columns)
+                        + [_fmt(cells[c].mean(), ".2f") for c in lengths])
         parts.append(md_table(["attention", "model", "mean", "cells", "cells not ok", *[_length(t) for t in lengths]],
                               rows) + "\n")
     summary = frame.groupby(["task", "metric"], sort=False)
@@ -502,21 +522,24 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     frame = _ok(frame)
     if frame.empty or "loss" not in frame:
         return ""
-    fig, axes = figs.plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = figs.plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     rows = []
+    sources = list(dict.fromkeys(frame["source"]))
     for (source, attention), g in frame.groupby(["source", "attention"], sort=False):
         g = g.sort_values("step")
-        color = COLORS.get(str(attention))
-        label = f"{attention}" if frame["source"].nunique() == 1 else f"{attention} ({source})"
+        # one run: red NSA, blue full; several: one colour per run, NSA solid and full dashed
+        color = COLORS.get(str(attention)) if len(sources) == 1 else f"C{sources.index(source) % 10}"
+        dashes, marker = ("-", "o") if attention == "nsa" or len(sources) == 1 else ("--", "s")
+        label = f"{attention}" if len(sources) == 1 else f"{attention} ({source})"
         smooth = g["loss"].rolling(max(1, len(g) // 20), min_periods=1).mean()
-        axes[0].plot(g["step"], g["loss"], color=color, alpha=0.2, lw=0.8)
-        axes[0].plot(g["step"], smooth, color=color, lw=1.6, label=f"{label} train")
+        axes[0].plot(g["step"], g["loss"], color=color, alpha=0.15, lw=0.8)
+        axes[0].plot(g["step"], smooth, dashes, color=color, lw=1.6, label=f"{label} train")
         if "val_loss" in g and g["val_loss"].notna().any():
             ev = g[g["val_loss"].notna()]
-            axes[0].plot(ev["step"], ev["val_loss"], "o--", color=color, ms=4, lw=1, label=f"{label} held-out")
+            axes[0].plot(ev["step"], ev["val_loss"], marker + ":", color=color, ms=4, lw=1, label=f"{label} held-out")
         if "val_answer_acc" in g and g["val_answer_acc"].notna().any():
             ev = g[g["val_answer_acc"].notna()]
-            axes[1].plot(ev["step"], ev["val_answer_acc"], "o-", color=color, ms=4, label=label)
+            axes[1].plot(ev["step"], ev["val_answer_acc"], marker + dashes, color=color, ms=4, lw=1)
         last = g.iloc[-1]
         evals = g[g["val_loss"].notna()] if "val_loss" in g else g.iloc[0:0]
         final_eval = evals.iloc[-1] if len(evals) else {}
@@ -529,7 +552,7 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     axes[1].set(xlabel="step", ylabel="accuracy", title="held-out retrieval answers", ylim=(-0.02, 1.02))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    fig.legend(loc="outside lower center", ncol=min(4, len(axes[0].get_lines())), fontsize=7, frameon=False)
     image = figs.save(fig, "train")
     meta = frame.iloc[0]
     setup = ", ".join(f"{c} {_cell(meta.get(c))}" for c in ("model", "ctx_len", "batch") if _cell(meta.get(c)))
@@ -540,7 +563,7 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
 
 # ---- the report ----------------------------------------------------------------------------------
 
-def build_report(paths: list[str | Path], out: str | Path = "reports/report.md", title: str = "nsa-bench report") -> Path:
+def build_report(paths: list[str | Path], out: str | Path = "runs/report/report.md", title: str = "nsa-bench report") -> Path:
     """Write the markdown report and its PNGs; returns the markdown's path."""
     data = load_results(paths)
     out = Path(out)
@@ -553,6 +576,31 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
         kernel = pd.DataFrame([normalize_kernel_row(r) for r in kernel.to_dict(orient="records")])
         kernel = kernel[kernel["seq_len"].notna()]
         sections.append(kernel_section(figs, kernel))
+    rows = data[data["row_kind"].isin(["quality", "train"])]
+    machines = machine_of(rows)
+    for machine, part in sorted(rows.groupby(machines, sort=False), key=lambda item: item[0] == "CPU"):
+        figs.suffix = "" if machines.nunique() == 1 else "_" + re.sub(r"[^a-z0-9]+", "_", machine.lower()).strip("_")
+        where = "" if machines.nunique() == 1 else f" ({machine})"
+        sections += [_heading_on(s, where) for s in quality_and_train_sections(figs, part)]
+    out.write_text("\n".join(s for s in sections if s).rstrip() + "\n")
+    return out
+
+
+def machine_of(data: pd.DataFrame) -> pd.Series:
+    """The GPU that made each row, or 'CPU' (a smoke run is reported apart from the GPU runs)."""
+    gpu = data["gpu"].astype(str) if "gpu" in data else pd.Series("none", index=data.index)
+    return gpu.where(~gpu.isin(["none", "nan", "", "None"]), "CPU")
+
+
+def _heading_on(section: str, where: str) -> str:
+    """The section with `where` (e.g. ' (CPU)') added to its first heading."""
+    head, sep, rest = section.partition("\n")
+    return head + where + sep + rest if where and head.startswith("## ") else section
+
+
+def quality_and_train_sections(figs: _Figures, data: pd.DataFrame) -> list[str]:
+    """The quality suites' sections and the training section of rows from one machine."""
+    sections = []
     quality = data[data["row_kind"] == "quality"]
     if len(quality) and "suite" in quality:
         for suite, frame in distinct_models(quality).groupby("suite", sort=False):
@@ -567,5 +615,4 @@ def build_report(paths: list[str | Path], out: str | Path = "reports/report.md",
     train = data[data["row_kind"] == "train"]
     if len(train):
         sections.append(train_section(figs, train))
-    out.write_text("\n".join(s for s in sections if s).rstrip() + "\n")
-    return out
+    return sections

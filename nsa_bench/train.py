@@ -76,6 +76,7 @@ class TrainConfig:
     csv: str | None = None
     plot: str | None = None
     resume: bool = False
+    force: bool = False  # start over in an `out` that holds a run (else: ValueError)
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
@@ -204,7 +205,7 @@ class _Run:
         state = None
         if cfg.resume and (self.dir / "train_state.pt").is_file():
             self.model = load_checkpoint(self.dir, device, nsa_impl=cfg.nsa_impl)
-            state = torch.load(self.dir / "train_state.pt", map_location=device, weights_only=False)
+            state = torch.load(self.dir / "train_state.pt", map_location=device, weights_only=True)  # no code
         else:
             self.model = Transformer(preset(cfg.preset, **changes), nsa_impl=cfg.nsa_impl).to(device)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -297,6 +298,14 @@ def training_tokenizer(cfg: TrainConfig, text: str):
     return train_bpe(tokenizer_text(text, cfg.seed), path, BPE_VOCAB)
 
 
+def slow_on_cpu(cfg: TrainConfig, device: torch.device) -> str | None:
+    """A warning when the run will take long on a CPU (a model or context meant for a GPU), else None."""
+    if device.type != "cpu" or (cfg.preset == "tiny" and cfg.ctx <= 1024):
+        return None
+    return (f"--preset {cfg.preset} at {cfg.ctx} tokens on the CPU: each step may take seconds to minutes; "
+            "--preset tiny is the CPU-sized model")
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -307,7 +316,16 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
     on_step(attention, row) is called after each step's row is written (logging, or stopping by raising).
     """
     cfg = cfg.resolved()
+    existing = [p for p in [Path(cfg.csv)] + [Path(cfg.out) / a / "config.json" for a in cfg.attentions] if p.exists()]
+    if existing and not (cfg.resume or cfg.force):
+        raise ValueError(f"{cfg.out} holds a run already ({existing[0]}): --resume continues it, --force starts over, "
+                         "or give another --out")
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    warning = slow_on_cpu(cfg, device)
+    if warning and progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     text = load_corpus(cfg.data) if cfg.data else default_corpus(seed=cfg.seed)
     tokenizer = training_tokenizer(cfg, text)
     data = TrainData(text, tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.retrieval_frac)
@@ -360,6 +378,7 @@ def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: Res
                TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
     with Progress(*columns, disable=not show, transient=False) as bar:
         task = bar.add_task(run.attention, total=1.0, info="", completed=progress_of(cfg, run.step, run.wall))
+        said = time.monotonic()
         try:
             while not run.done():
                 length = length_at(cfg, progress_of(cfg, run.step, run.wall))
@@ -369,8 +388,13 @@ def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: Res
                 writer.write(row)
                 if run.step % cfg.save_every == 0 or run.done():
                     run.save()
-                bar.update(task, completed=min(1.0, progress_of(cfg, run.step, run.wall)),
-                           info=f"step {run.step} loss {row['loss']:.3f} {row['tokens_per_s']:,.0f} tok/s")
+                info = f"step {run.step} loss {row['loss']:.3f} {row['tokens_per_s']:,.0f} tok/s"
+                bar.update(task, completed=min(1.0, progress_of(cfg, run.step, run.wall)), info=info)
+                if show and not bar.console.is_terminal and ("val_loss" in row or time.monotonic() - said > 30):
+                    said = time.monotonic()  # a log gets a line at each evaluation and every 30 s, not a live bar
+                    held_out = f" held-out {row['val_loss']:.3f}" if "val_loss" in row else ""
+                    bar.console.print(f"{run.attention} {info}{held_out} ({bar.tasks[0].percentage:.0f}%)",
+                                      highlight=False, soft_wrap=True)
                 if on_step is not None:
                     on_step(run.attention, row)
         except torch.cuda.OutOfMemoryError:

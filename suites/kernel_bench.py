@@ -644,6 +644,32 @@ def default_tag(spec: KernelBenchSpec) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name).strip("_") or "gpu"
 
 
+def free_tag(out_dir: str | Path, reports_dir: str | Path, tag: str | None, spec: KernelBenchSpec,
+             force: bool = False) -> str:
+    """The tag of the run's files, never replacing an existing kernels_<tag>.csv or .md unless `force`:
+    the default tag (the GPU) gets the date and time added; a given tag that exists is refused (UsageError)."""
+    import datetime
+
+    from nsa_bench.errors import UsageError
+
+    chosen = tag or default_tag(spec)
+    taken = [p for p in (Path(out_dir) / f"kernels_{chosen}.csv", Path(reports_dir) / f"kernels_{chosen}.md") if p.exists()]
+    if force or not taken:
+        return chosen
+    if tag:
+        raise UsageError(f"{taken[0]} exists; give another --tag, or --force to replace it")
+    return f"{chosen}_{datetime.datetime.now().strftime('%Y%m%d_%H%M%S')}"
+
+
+def slow_interpret(spec: KernelBenchSpec, longest: int = 512) -> str | None:
+    """A warning when an --interpret run's sizes will take long on a CPU (the interpreter runs each
+    Triton program in Python), else None."""
+    if not spec.interpret or max(spec.seq_lens) <= longest:
+        return None
+    return (f"--seq {max(spec.seq_lens)} under the Triton interpreter takes minutes to hours on a CPU; "
+            f"lengths up to {longest} (the default is {','.join(map(str, INTERPRET_SPEC.seq_lens))}) take seconds")
+
+
 def _summary_table(rows: list[dict]):
     """The terminal's summary (80 columns): the CSV and the markdown have every column."""
     from rich import box
@@ -730,10 +756,10 @@ def spec_from_options(*, interpret: bool, out: str, reports: str, tag: str | Non
 
 
 def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: str | Path, tag: str | None = None,
-                     *, command: str = "", console=None) -> tuple[Path, Path]:
+                     *, command: str = "", console=None, force: bool = False) -> tuple[Path, Path]:
     """The whole command: sweep with a progress bar, CSV, plots, markdown and a terminal table.
 
-    Returns (csv path, markdown path). An existing CSV of the same tag is replaced.
+    Returns (csv path, markdown path). An existing CSV is replaced only with `force` (see free_tag).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -743,16 +769,22 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
 
     spec.validate()
     console = console or Console()
-    tag = tag or default_tag(spec)
+    chosen = free_tag(out_dir, reports_dir, tag, spec, force)
+    if chosen != (tag or default_tag(spec)):
+        console.print(f"kernels_{default_tag(spec)} exists in {out_dir} or {reports_dir}: this run's tag is {chosen} "
+                      "(--force replaces it)", highlight=False)
+    tag = chosen
     csv_path = Path(out_dir) / f"kernels_{tag}.csv"
     if csv_path.exists():
-        console.print(f"replacing {csv_path}")
+        console.print(f"replacing {csv_path} (--force)", highlight=False)
         csv_path.unlink()
     copy_gbps = copy_bandwidth_gbps(spec)
     writer = ResultWriter(csv_path, extra={"copy_gbps": copy_gbps, "warmup": spec.warmup, "command": command})
     if spec.interpret:
         console.print("[bold yellow]--interpret: Triton interpreter on the CPU at tiny sizes; "
                       "timings are a smoke test, not performance[/]")
+        if slow_interpret(spec):
+            console.print(f"[bold yellow]warning:[/] {slow_interpret(spec)}", highlight=False, soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("kernels", total=planned_rows(spec))

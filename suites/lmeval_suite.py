@@ -201,7 +201,11 @@ def run_lmeval(
 
     todo = {a: [t for t in tasks if not writer.done(key(m, a, t[0]))] for a, m in models.items()}
     columns = (TextColumn("[bold]lmeval[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress) as bar, _without_environment_report():
+    with Progress(*columns, disable=not progress or not any(todo.values())) as bar, _without_environment_report():
+        skipped = len(tasks) * len(models) - sum(len(v) for v in todo.values())
+        if skipped:
+            bar.console.print(f"skipping {skipped} tasks already in {out} (same model, attention and settings); "
+                              "a new --out or deleting those rows reruns them", highlight=False, soft_wrap=True)
         job = bar.add_task("", total=sum(len(v) for v in todo.values()))
         for attention, model in models.items():
             lm = None
@@ -226,6 +230,10 @@ def run_lmeval(
                           {"metric": "", "score": float("nan"), "n": 0, "status": _status(error)})
                     _free_cuda()
                 bar.advance(job)
+                if progress and not bar.console.is_terminal:  # a log gets a line per task, not a live bar
+                    step = bar.tasks[0]
+                    bar.console.print(f"lmeval {attention} {task} done ({int(step.completed)}/{step.total:.0f}, "
+                                      f"{step.elapsed or 0:.0f} s)", highlight=False, soft_wrap=True)
             del lm
     if {"nsa", "full"} <= models.keys():
         mine = run_rows(writer.rows, models, {"suite": "lmeval", **setting})

@@ -376,15 +376,15 @@ def run_needle(
 
     writer = ResultWriter(out)
     cells = [(c, d) for c in grid.ctx_lens for d in grid.depths]
-
-    def key(attention, ctx_len, depth):
-        return {"suite": "needle", "task": grid.task, "model": models[attention], "attention": attention,
-                "ctx_len": ctx_len, "depth": depth, "metric": METRICS[0], **grid.config()}
-
-    todo = {a: [c for c in cells if not writer.done(key(a, *c))] for a in models}
+    keys = run_keys(models, grid)
+    todo = {a: [c for c in cells if not writer.done({**keys[a], "ctx_len": c[0], "depth": c[1]})] for a in models}
     columns = (TextColumn("[bold]needle[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not progress or not any(todo.values())) as bar:
+        skipped = len(cells) * len(models) - sum(len(v) for v in todo.values())
+        if skipped:
+            bar.console.print(f"skipping {skipped} cells already in {out} (same model, attention and grid); "
+                              "a new --out or deleting those rows reruns them", highlight=False, soft_wrap=True)
         job = bar.add_task("", total=sum(len(v) for v in todo.values()))
         for attention, model in models.items():
             if not todo[attention]:
@@ -404,6 +404,12 @@ def run_needle(
                 for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
                     writer.write(row)
                 bar.advance(job)
+                if progress and not bar.console.is_terminal:  # a log gets a line per cell, not a live bar
+                    task, score = bar.tasks[0], cell.get("exact_match")
+                    outcome = f"exact match {sum(score) / len(score):.2f}" if score else cell["status"].split(":")[0]
+                    bar.console.print(f"needle {attention} ctx={ctx_len} depth={depth:.0%}: {outcome} "
+                                      f"({int(task.completed)}/{task.total:.0f}, {task.elapsed or 0:.0f} s)",
+                                      highlight=False, soft_wrap=True)
             del lm, haystacks
             gc.collect()
             _free_cuda()
@@ -424,6 +430,12 @@ def write_paired_rows(writer, grid: NeedleGrid, models: dict[str, str]) -> list[
     keys = ("suite", "task", "metric", "ctx_len", "depth", *config)
     rows = nsa_minus_full(mine, keys) + nsa_minus_full(mine, keys, pool_over="depth")
     return write_new(writer, rows, keys)
+
+
+def run_keys(models: dict[str, str], grid: NeedleGrid) -> dict[str, dict]:
+    """attention -> the columns that identify its exact-match rows of this grid (for resuming, summaries)."""
+    return {a: {"suite": "needle", "task": grid.task, "model": m, "attention": a, "metric": METRICS[0],
+                **grid.config()} for a, m in models.items()}
 
 
 def _free_cuda() -> None:

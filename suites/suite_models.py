@@ -41,6 +41,16 @@ def models_by_attention(models: Sequence[str], attns: Sequence[str]) -> dict[str
     return picked
 
 
+def check_models(models: dict[str, str], nsa_config: str | None = None) -> None:
+    """Before any work: every attention's model exists, its checkpoint is whole and fits its config.json,
+    and it can run with that attention; else UsageError (one line)."""
+    from nsa_bench.models import check_lm
+
+    config = _nsa_config(nsa_config)
+    for attention, model in models.items():
+        _as_usage_error(model, lambda: check_lm(model, attention, config))
+
+
 def load_model(model: str, attention: str, device: str | None = None, nsa_config: str | None = None):
     """The CausalLM for a path or preset with the given attention; bad input -> UsageError."""
     import torch
@@ -50,15 +60,25 @@ def load_model(model: str, attention: str, device: str | None = None, nsa_config
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU here")
-    if nsa_config:
-        from nsa_bench.kernels.config import NSAConfig
+    config = _nsa_config(nsa_config)
+    return _as_usage_error(model, lambda: load_lm(model, attention=attention, device=device, nsa_config=config))
 
-        try:
-            nsa_config = NSAConfig.parse(nsa_config)
-        except ValueError as error:
-            raise UsageError(f"--nsa-config: {error}") from None
+
+def _nsa_config(text: str | None):
+    if not text:
+        return None
+    from nsa_bench.kernels.config import NSAConfig
+
     try:
-        return load_lm(model, attention=attention, device=device, nsa_config=nsa_config)
+        return NSAConfig.parse(text)
+    except ValueError as error:
+        raise UsageError(f"--nsa-config: {error}") from None
+
+
+def _as_usage_error(model: str, action):
+    """action(), with a bad model (ValueError, OSError) as one UsageError line naming --model."""
+    try:
+        return action()
     except UsageError:
         raise
     except (OSError, ValueError) as error:

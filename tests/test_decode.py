@@ -102,6 +102,7 @@ class Problem:
         return out
 
 
+@pytest.mark.slow
 def test_prefill_then_appends_match_reference():
     """Mean pooling, fp32, G=2, dk != dv; lengths cross stride (4), block (8) and selection-block
     (16) boundaries while appending; small launch splits so every merge path runs."""
@@ -120,6 +121,7 @@ def test_prefill_then_appends_match_reference():
         assert torch.allclose(p.cache.tokens("k_cmp", b), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_separate_branches_learned_compression_fp16_short_lengths():
     """Independent selection/window k/v, a CompressionMLP, fp16, G=1: lengths below one
     compressed block, exactly one, and around the first strides."""
@@ -133,6 +135,7 @@ def test_separate_branches_learned_compression_fp16_short_lengths():
     p.check(plan=decode_plan(p.cache, 2, window_chunk=16, blocks_per_program=3))
 
 
+@pytest.mark.slow
 def test_paper_block_sizes_real_top_n():
     """l=32, d=16, l'=64 (compressed blocks span two selection blocks), n=4 of up to 12 blocks:
     the selection is a real choice; the default plan (compressed partials merged in the combine

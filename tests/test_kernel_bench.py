@@ -3,6 +3,7 @@ failure rows, the CLI's GPU gate, and the --interpret smoke run end to end."""
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -252,6 +253,7 @@ def _tiny_spec(**changes):
     return kb.KernelBenchSpec(**{**kb.INTERPRET_SPEC.__dict__, **base, **changes})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error,status", [
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB"), "oom"),
     (ValueError("Triton NSA supports slc_block in (16, 32, 64, 128)"), "unsupported: ValueError: Triton NSA supports"),
@@ -288,6 +290,7 @@ def _cli(*args, env=None):
                           env=env, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU gate only shows without a GPU")
 def test_without_a_gpu_one_line_and_exit_2():
     proc = _cli("--seq", "8k")
@@ -295,12 +298,14 @@ def test_without_a_gpu_one_line_and_exit_2():
     assert proc.stderr.strip() == "nsa-bench: error: nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interpret", [("--interpret",), ()], ids=["interpret", "gpu-run"])
 def test_bad_sizes_are_one_line_and_exit_2(interpret):
     proc = _cli(*interpret, "--seq", "8q")  # a bad option is named first, GPU or not
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "bad size '8q'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_interpret_smoke_end_to_end(tmp_path):
     """The whole pipeline on the CPU under the Triton interpreter: CSV rows, PNGs and markdown.
     T=96 with 8/4/16/4/32 has 6 selection blocks of which 4 are chosen: selection is sparse."""
@@ -373,3 +378,26 @@ def test_check_backward_catches_gradients_beyond_the_prefix():
         return LeaksIntoK.apply(nsa_attention_ref(**kw), kw["k"])
 
     assert check_backward(leaky, args, SMALL, 60).max_rel_err > 0.01
+
+
+def test_the_default_tag_never_replaces_a_committed_csv(tmp_path):
+    """kernels_<gpu>.csv exists: the default tag gets the date and time; a given tag that exists is refused."""
+    spec = _tiny_spec()
+    out, reports = tmp_path / "results", tmp_path / "reports"
+    assert kb.free_tag(out, reports, None, spec) == kb.default_tag(spec)
+    out.mkdir()
+    (out / f"kernels_{kb.default_tag(spec)}.csv").write_text("committed\n")
+    assert re.fullmatch(kb.default_tag(spec) + r"_\d{8}_\d{6}", kb.free_tag(out, reports, None, spec))
+    assert kb.free_tag(out, reports, None, spec, force=True) == kb.default_tag(spec)
+    reports.mkdir()
+    (reports / "kernels_mine.md").write_text("committed\n")
+    with pytest.raises(UsageError, match="kernels_mine.md exists; give another --tag, or --force"):
+        kb.free_tag(out, reports, "mine", spec)
+    assert kb.free_tag(out, reports, "mine", spec, force=True) == "mine"
+
+
+def test_long_interpreter_runs_are_warned():
+    assert kb.slow_interpret(kb.INTERPRET_SPEC) is None
+    long = kb.KernelBenchSpec(**{**kb.INTERPRET_SPEC.__dict__, "seq_lens": (64, 8192)})
+    assert kb.slow_interpret(long).startswith("--seq 8192 under the Triton interpreter takes minutes")
+    assert kb.slow_interpret(kb.KernelBenchSpec(**{**kb.H100_SPEC.__dict__})) is None  # a GPU run

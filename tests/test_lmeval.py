@@ -403,6 +403,7 @@ def test_cli_runs_the_tiny_preset(tmp_path, capsys):
     assert "full  mmlu" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_lm_eval_command_line_with_the_nsa_bench_model(tmp_path):
     metadata = json.dumps({"gsm8k_dir": str(GSM8K)})
     cmd = [sys.executable, "-m", "nsa_bench.suites.lmeval_model", "--model", "nsa-bench",

@@ -311,6 +311,7 @@ def test_window_too_small_for_generation(tmp_path):
 
 def test_cli_run_both_attentions_to_csv(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(commands, "load_model", lambda model, attention, device, cfg: FakeLM(attention))
+    monkeypatch.setattr(commands, "check_models", lambda models, cfg: None)  # "fake" is no model on disk
     out, preds = tmp_path / "lb.csv", tmp_path / "preds"
     argv = ["longbench", "run", "--data", str(DATA), "--model", "fake", "--attn", "both",
             "--datasets", "hotpotqa,trec_e", "--max-examples", "2", "--out", str(out), "--preds", str(preds)]
@@ -380,6 +381,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make_argv):
     assert len(err) == 1 and err[0].startswith("nsa-bench: error:")
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     bad = _bad_file(tmp_path, "hotpotqa.jsonl", '{"input": "q", "answers": ["a"]}\n')
     proc = subprocess.run(

@@ -74,6 +74,7 @@ def test_kv_cache_matches_full_forward(attention):
 
 
 @pytest.mark.triton
+@pytest.mark.slow
 def test_decode_kernels_match_the_full_forward():
     """The NSA cache on nsa_bench.kernels.NSACache / nsa_decode (Triton; the interpreter on CPU)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"

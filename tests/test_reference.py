@@ -172,6 +172,7 @@ def test_query_heads_of_a_group_share_the_selection():
             assert torch.allclose(out[0, t, hq], expected, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_input():
     c = NSAConfig(4, 2, 8, 3, 8)
     q, k, v, k_cmp, v_cmp, gates, extra = _inputs(1, 21, 2, 1, 3, 2, c, seed=6, separate=True)
@@ -192,6 +193,7 @@ def test_gradients_reach_every_input():
             assert tensor.grad is not None and tensor.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_gradients_reach_shared_kv_through_all_branches():
     c = NSAConfig(4, 2, 8, 3, 8)
     q, k, v, k_cmp, v_cmp, gates, _ = _inputs(1, 19, 4, 2, 3, 5, c, seed=7)

@@ -155,3 +155,53 @@ def test_side_by_side_intervals_and_paired_column():
     text = side_by_side(frame, ["task", "metric"])
     assert "| t | acc | 10 | 50.0 [23.7, 76.3] | 90.0 [59.6, 98.2] | -40.0 [-70.0, -10.0] p=0.07 |" in text
     assert "95% interval" in text and "paired on the same examples" in text
+
+
+def test_needle_table_puts_each_length_under_its_own_column(tmp_path):
+    """Runs of different lengths: a run without 4k leaves that column empty, its 8k score stays under 8k."""
+    write_csv(tmp_path / "needle_a.csv", needle_rows(ctx_lens=(1024, 2048, 4096)))
+    short = [dict(r, model=r["model"].replace("train", "short"), score=0.25 if r["ctx_len"] == 8192 else r["score"])
+             for r in needle_rows(ctx_lens=(1024, 8192), scores={})]
+    write_csv(tmp_path / "needle_b.csv", short)
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    assert "| attention | model | mean | cells | cells not ok | 1k | 2k | 4k | 8k |" in text
+    assert "| NSA (runs/short/nsa) | runs/short/nsa | 0.625 | 6 | 0 | 1.00 |  |  | 0.25 |" in text
+    assert "| NSA (runs/train/nsa) | runs/train/nsa | 1.000 | 9 | 0 | 1.00 | 1.00 | 1.00 |  |" in text
+
+
+def test_lmeval_table_shows_each_runs_own_count(tmp_path):
+    """Two runs with other question counts: the n column is left empty and each cell names its n."""
+    write_csv(tmp_path / "lmeval.csv", lmeval_rows())
+    write_csv(tmp_path / "lmeval_small.csv", [dict(r, model=r["model"] + "_small", n=10) for r in lmeval_rows()])
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    assert "| mmlu | acc |  | 31.0 ± 3.0 (n=100) | 31.0 ± 3.0 (n=10) | 32.0 ± 3.0 (n=100) | 32.0 ± 3.0 (n=10) |" in text
+    one = build_report([tmp_path / "lmeval.csv"], tmp_path / "one.md").read_text()
+    assert "| mmlu | acc | 100 | 31.0 ± 3.0 | 32.0 ± 3.0 | -1.0 |" in one
+
+
+def test_report_default_out_leaves_committed_reports_alone(capsys, tmp_path, monkeypatch):
+    """Without --out the report goes to runs/report/ (ignored by git), not the committed reports/report.md."""
+    monkeypatch.chdir(tmp_path)
+    committed = tmp_path / "reports" / "report.md"
+    committed.parent.mkdir()
+    committed.write_text("committed\n")
+    write_csv(tmp_path / "lmeval.csv", lmeval_rows())
+    assert main(["report", "lmeval.csv"]) == 0
+    assert committed.read_text() == "committed\n"
+    assert "## lm-eval" in (tmp_path / "runs" / "report" / "report.md").read_text()
+    assert "runs/report/report.md" in capsys.readouterr().out
+
+
+def test_report_keeps_cpu_smoke_rows_out_of_gpu_tables(tmp_path):
+    """A CPU run of the same models gets its own sections and figures; the GPU tables hold GPU rows only."""
+    cpu = {**H100, "device": "cpu", "gpu": "none", "gpu_capability": "none"}
+    write_csv(tmp_path / "needle_gpu.csv", needle_rows())
+    write_csv(tmp_path / "needle_cpu.csv", needle_rows(scores={("nsa", 4096, 1.0): 0.0}), metadata=cpu)
+    write_csv(tmp_path / "train_cpu.csv", train_rows(10), metadata=cpu)
+    text = build_report(sorted(tmp_path.glob("*.csv")), tmp_path / "r.md").read_text()
+    gpu_part, _, cpu_part = text.partition("## Needle in a haystack (CPU)")
+    assert "## Needle in a haystack (NVIDIA H100 80GB HBM3)" in gpu_part and "## Training (CPU)" in cpu_part
+    assert "| NSA | runs/train/nsa | 1.000 | 9 | 0 | 1.00 | 1.00 | 1.00 |" in gpu_part
+    assert "| NSA | runs/train/nsa | 0.889 | 9 | 0 | 1.00 | 1.00 | 0.67 |" in cpu_part
+    assert "0.889" not in gpu_part and "needle_cpu.csv)" not in text  # no mixed columns
+    assert "](r_needle_passkey_exact_match_cpu.png)" in cpu_part and (tmp_path / "r_train_cpu.png").is_file()

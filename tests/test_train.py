@@ -29,6 +29,7 @@ def _config(corpus, out, **changes):
     return TrainConfig(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_tiny_pair_trains_and_loss_decreases(corpus, tmp_path):
     finals = train(_config(corpus, tmp_path), progress=False)
     df = pd.read_csv(tmp_path / "train.csv")
@@ -46,6 +47,7 @@ def test_tiny_pair_trains_and_loss_decreases(corpus, tmp_path):
     assert (tmp_path / "train_loss.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
     whole = _config(corpus, tmp_path / "a", attention="nsa", max_steps=6, save_every=3)
     train(whole, progress=False)

@@ -77,6 +77,7 @@ def assert_close(mine, ref, grads, ref_grads, dtype, seed):
         assert rel_err(grads[name], g) < tol, f"d{name} err {rel_err(grads[name], g):.2e} (seed {seed})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "batch, seq, q_heads, kv_heads, dk, dv, cfg, dtype, separate",
     [
@@ -95,6 +96,7 @@ def test_outputs_and_grads_given_the_reference_selection(batch, seq, q_heads, kv
     assert_close(out, ref, grads, ref_grads, dtype, seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seq, q_heads, kv_heads, dk, dv, separate",
     [(60, 4, 1, 32, 16, True), (7, 2, 2, 16, 16, False)],  # T <= n*l' (no ranking needed); T < l (no block)
@@ -116,6 +118,7 @@ def reference_block_scores(q, k_cmp, config):
     return _group_scores(probs, config, seq).permute(0, 2, 1, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seq, q_heads, kv_heads, cfg",
     # the last case has 38 selection blocks: three chunks of 16, so the running top list is merged
@@ -143,6 +146,7 @@ def test_selection_matches_reference(seq, q_heads, kv_heads, cfg):
     assert rel_err(out[same], ref[same]) < TOL[torch.float32], f"seed {seed}"
 
 
+@pytest.mark.slow
 def test_stage_api_reproduces_the_forward():
     config = NSAConfig.parse("8/4/16/4/32")
     x, seed = make_inputs(1, 40, 2, 1, 16, 16, config, torch.float16)

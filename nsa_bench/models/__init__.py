@@ -5,7 +5,7 @@ which puts ours and Hugging Face models behind the nsa_bench.lm.CausalLM interfa
 transformers attention implementation.
 """
 
-from .adapter import HFLM, NativeLM, load_lm
+from .adapter import HFLM, NativeLM, check_lm, load_lm
 from .checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
 from .config import PRESETS, ModelConfig, preset
 from .model import Transformer
@@ -19,6 +19,7 @@ __all__ = [
     "NativeLM",
     "PRESETS",
     "Transformer",
+    "check_lm",
     "is_checkpoint",
     "load_checkpoint",
     "load_lm",

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors import SafetensorError
 
 from nsa_bench.errors import UsageError
 from nsa_bench.kernels import NSAConfig
 
-from .checkpoint import is_checkpoint, load_checkpoint
+from .checkpoint import check_checkpoint, is_checkpoint, load_checkpoint, read_config_json
 from .config import ATTENTIONS, PRESETS, preset
 from .model import Transformer, bf16_autocast
 from .tokenizer import load_tokenizer
@@ -189,23 +190,21 @@ def load_lm(
     nsa = None if nsa_config is None else str(nsa_config if isinstance(nsa_config, NSAConfig) else NSAConfig.parse(str(nsa_config)))
     spec = str(path_or_preset)
     changes = {} if nsa is None else {"nsa": nsa}
-    if spec in PRESETS and not Path(spec).exists():
+    kind = _check(spec, attention, changes)
+    if kind == "preset":
         torch.manual_seed(seed)
         model = Transformer(preset(spec, attention=attention or "nsa", **changes), nsa_impl=nsa_impl).to(device)
         return _native(model, spec, add_bos_token)
-    path = Path(spec)
-    if not (path / "config.json").is_file():
-        raise UsageError(f"{spec} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json")
-    if is_checkpoint(path):
-        model = load_checkpoint(path, device, nsa_impl=nsa_impl, **changes)
-        if attention is not None and attention != model.cfg.attention:
-            raise UsageError(f"{spec} was trained with {model.cfg.attention} attention; it cannot run with {attention}")
-        return _native(model, spec, add_bos_token)
+    if kind == "checkpoint":
+        return _native(load_checkpoint(spec, device, nsa_impl=nsa_impl, **changes), spec, add_bos_token)
     if nsa_impl != "auto":
         from . import hf_nsa
 
         hf_nsa.configure(impl=nsa_impl)
-    return HFLM(spec, attention or "full", device, nsa, dtype, add_bos_token)
+    try:
+        return HFLM(spec, attention or "full", device, nsa, dtype, add_bos_token)
+    except (OSError, RuntimeError, SafetensorError) as error:  # e.g. truncated or mismatched weights
+        raise ValueError(f"{spec}: cannot load the Hugging Face model: {_first_line(error)}") from None
 
 
 def _native(model: Transformer, name: str, add_bos_token: bool | None) -> NativeLM:
@@ -213,3 +212,29 @@ def _native(model: Transformer, name: str, add_bos_token: bool | None) -> Native
     if add_bos_token is not None:
         lm.adds_special_tokens = add_bos_token
     return lm
+
+
+def check_lm(path_or_preset: str | Path, attention: str | None = None, nsa_config: NSAConfig | None = None) -> None:
+    """Raise what load_lm would for a path that is no model, a broken checkpoint (one that does not fit
+    its config.json) or an attention the checkpoint cannot run, without loading any weights."""
+    _check(str(path_or_preset), attention, {} if nsa_config is None else {"nsa": str(nsa_config)})
+
+
+def _check(spec: str, attention: str | None, changes: dict) -> str:
+    """'preset', 'checkpoint' (ours, checked) or 'hf' (a directory with a valid config.json)."""
+    if spec in PRESETS and not Path(spec).exists():
+        return "preset"
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{spec} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json")
+    read_config_json(path)  # a malformed config.json is named as such, not left to transformers
+    if not is_checkpoint(path):
+        return "hf"
+    cfg = check_checkpoint(path, **changes)
+    if attention is not None and attention != cfg.attention:
+        raise UsageError(f"{spec} was trained with {cfg.attention} attention; it cannot run with {attention}")
+    return "checkpoint"
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

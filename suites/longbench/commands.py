@@ -10,7 +10,7 @@ from typing import Sequence
 
 from nsa_bench.errors import UsageError
 from nsa_bench.paired import nsa_minus_full, write_new
-from nsa_bench.suites.suite_models import attentions, load_model, models_by_attention
+from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
 PAIR_KEYS = ("suite", "task", "length_bucket", "metric")  # with the example id: what pairs NSA and full
 
@@ -86,6 +86,7 @@ def run_command(
     if max_examples is not None and max_examples < 1:
         raise UsageError("--max-examples must be at least 1")
     chosen = models_by_attention(models, attns)
+    check_models(chosen, nsa_config)
     subsets = load_subsets(data_files(data, _split(datasets)), max_examples)
     warn_if_chinese_without_jieba(list(subsets))
     writer = ResultWriter(out, extra={"data": str(data), "max_examples": max_examples, "nsa_config": nsa_config})

@@ -80,7 +80,19 @@ def predict_subset(lm: CausalLM, subset: str, records: Sequence[dict], path: Pat
             out.append(done[key])
             if progress:
                 progress.advance(task)
+                _log_line(progress, task, last=index == len(records) - 1)
     return out
+
+
+def _log_line(progress, task, last: bool) -> None:
+    """When output is not a terminal (a log file), a line every 30 s and at a subset's end instead of a live bar."""
+    state = next(t for t in progress.tasks if t.id == task)
+    elapsed = state.elapsed or 0.0
+    if progress.console.is_terminal or not (last or elapsed - state.fields.get("said", 0.0) >= 30):
+        return
+    state.fields["said"] = elapsed
+    progress.console.print(f"longbench {state.description}: {int(state.completed)}/{state.total:.0f} examples, "
+                           f"{elapsed:.0f} s", highlight=False, soft_wrap=True)
 
 
 def load_subsets(files: dict[str, Path], max_examples: int | None = None) -> dict[str, list[dict]]:
