@@ -382,7 +382,10 @@ def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: Res
         try:
             while not run.done():
                 length = length_at(cfg, progress_of(cfg, run.step, run.wall))
-                row = {**fixed, **run.train_step(*batches.get(run.step, length))}
+                waited = time.perf_counter()
+                batch = batches.get(run.step, length)
+                waited = time.perf_counter() - waited  # > 0 for long: data, not the GPU, sets the pace
+                row = {**fixed, **run.train_step(*batch), "data_wait_s": waited}
                 if run.step % cfg.eval_every == 0 or run.done():
                     row.update(run.evaluate(data))
                 writer.write(row)

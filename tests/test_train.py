@@ -10,7 +10,7 @@ import torch
 from nsa_bench.cli import main
 from nsa_bench.models import ByteTokenizer, load_checkpoint, load_lm
 from nsa_bench.train import TrainConfig, train
-from nsa_bench.train_data import TrainData, kv_example, passkey_example
+from nsa_bench.train_data import TrainData, prompt_row, retrieval_row
 
 WORDS = "the a essay startup founder idea work write read think good hard time money people city".split()
 
@@ -71,27 +71,48 @@ def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
         torch.testing.assert_close(mb[name], ma[name], atol=1e-6, rtol=1e-5)
 
 
-def test_batches_are_a_function_of_seed_and_step():
+def test_batches_are_a_function_of_seed_step_and_length():
     text = " ".join(WORDS * 300)
-    data = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, synthetic_frac=0.5)
+    data = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, retrieval_frac=0.5)
     ids, mask = data.batch_at(3)
-    again, _ = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, synthetic_frac=0.5).batch_at(3)
+    again, _ = TrainData(text, ByteTokenizer(), ctx=256, batch=4, seed=7, retrieval_frac=0.5).batch_at(3)
     assert torch.equal(ids, again) and ids.shape == (4, 257)
     assert not torch.equal(ids, data.batch_at(4)[0])
-    assert mask[:2].sum() == 0 and mask[2].sum() == 5 and mask[3].sum() == 8  # 2 text, passkey, kv
+    assert mask[:2].sum() > 0 and mask[2:].sum() == 0  # 2 retrieval rows, then 2 text rows
+    short, short_mask = data.batch_at(3, 128)  # a curriculum length: the batch keeps its tokens
+    assert short.shape == (8, 129) and short_mask[:4].sum() > 0 and short_mask[4:].sum() == 0
 
 
-def test_synthetic_examples_ask_for_what_they_hid():
+def test_retrieval_rows_ask_for_what_they_hid():
     tok, rng = ByteTokenizer(), random.Random(3)
-    ex = passkey_example(rng, tok.encode("filler text. " * 100), tok, 400)
-    text = tok.decode(ex.ids)
-    key = tok.decode(ex.ids[ex.answer[0] : ex.answer[1]])
-    assert len(ex.ids) == 400 and text.endswith(f"The pass key is {key}") and f"The pass key is {key}. " in text
-    ex = kv_example(rng, tok, 400)
-    text = tok.decode(ex.ids)
-    value = tok.decode(ex.ids[ex.answer[0] : ex.answer[1]])
-    asked = text.rsplit("The value of key ", 1)[1].split(" ")[0]
-    assert len(ex.ids) == 400 and f"key {asked} value {value}\n" in text
+    text_ids = tok.encode("filler text. " * 2000)
+    for _ in range(5):
+        ex = retrieval_row(rng, text_ids, tok, 2048)
+        text = tok.decode(ex.ids)
+        assert len(ex.ids) == 2048 and ex.answers
+        for a, b in ex.answers:
+            answer = tok.decode(ex.ids[a:b])
+            before = tok.decode(ex.ids[:a])
+            assert answer.startswith(" ") and answer.endswith(".")
+            question = before.rsplit("\n", 1)[1]
+            if question.startswith("Find all"):  # variable tracking: each name is assigned in the text
+                assert all(f"VAR {name} = " in text for name in answer[1:-1].split())
+            elif "for them are:" not in question:  # one key asked: each value is that key's
+                key = question.split(" for ", 1)[1].split(" ")[0]
+                assert all(f"numbers for {key} is: {value}." in text for value in answer[1:-1].split(", "))
+            else:
+                assert all(f" is: {value}." in text for value in answer[1:-1].split(", "))
+
+
+def test_prompt_rows_end_with_one_question_and_its_answer():
+    tok, rng = ByteTokenizer(), random.Random(4)
+    text_ids = tok.encode("filler text. " * 2000)
+    ex = prompt_row(rng, text_ids, tok, 1024, "niah_multikey")
+    (a, b), = ex.answers
+    value = tok.decode(ex.ids[a:b]).strip(" .")
+    assert b == len(ex.ids) == 1024 and tok.decode(ex.ids).count("special magic numbers for") == 4
+    key = tok.decode(ex.ids[:a]).rsplit("The special magic number for ", 1)[1].split(" ")[0]
+    assert f"numbers for {key} is: {value}." in tok.decode(ex.ids)
 
 
 def test_cli_train_and_its_errors(corpus, tmp_path, capsys):
