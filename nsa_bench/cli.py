@@ -97,6 +97,33 @@ def train(
     typer.echo(f"csv {config.csv}\nplot {config.plot}\ncheckpoints {out}/<attention>")
 
 
+@app.command("train-speed")
+def train_speed(
+    preset: str = typer.Option("gpu", "--preset", help="Model preset timed with each attention (sizes equal, only the attention differs)."),
+    ctx: str = typer.Option("8k,16k,32k,64k", "--ctx", help="Context lengths, comma-separated (8k = 8192)."),
+    tokens_per_step: int = typer.Option(65536, "--tokens-per-step", help="Tokens per step; batch = this // length (at least 1)."),
+    steps: int = typer.Option(5, "--steps", help="Timed steps per case (the median is reported)."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed steps first (kernel compilation)."),
+    device: str = typer.Option(None, "--device", help="cuda or cpu (default: cuda when present)."),
+    out: str = typer.Option("runs/train_speed.csv", "--out", help="Result CSV (rows written as produced)."),
+    plot: str = typer.Option(None, "--plot", help="PNG of tokens/s and NSA's speedup (default: the CSV's path with .png)."),
+) -> None:
+    """Training throughput: tokens/s of NSA against full attention for the same model at each length."""
+    from nsa_bench.flops import parse_size
+    from nsa_bench.train_speed import measure_train_speed, plot_train_speed
+
+    try:
+        lengths = [parse_size(p) for p in ctx.split(",") if p.strip()]
+        rows = measure_train_speed(preset, lengths, tokens_per_step, out, device, steps, warmup)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for row in rows:
+        speed = f"{row['tokens_per_s']:,.0f} tok/s" if row.get("status") == "ok" else row.get("status")
+        extra = f"  {row['speedup_full']:.2f}x full" if row.get("speedup_full") else ""
+        typer.echo(f"{row['attention']:4s} {row['ctx_len']:>7d}  batch {row['batch']:<3d} {speed}{extra}")
+    typer.echo(f"csv {out}\nplot {plot_train_speed(rows, plot or str(Path(out).with_suffix('.png')))}")
+
+
 longbench_app = typer.Typer(
     help="LongBench (v1, LongBench-E) on local JSONL files: generate with a model, or score predictions.",
     no_args_is_help=True,
