@@ -233,10 +233,16 @@ def kernels(
     run_kernel_bench(spec, out, reports, tag, command=command, force=force)
 
 
+NO_PAIR = ("no --model given, and no trained pair ships with nsa-bench yet. Train one in one command (a GPU, "
+           "minutes): nsa-bench train --preset needle --attn both --time-budget 300 --out runs/needle-pair; then "
+           "--model nsa=runs/needle-pair/nsa --model full=runs/needle-pair/full (or --model tiny: random weights, "
+           "a smoke run)")
+
+
 @app.command()
 def needle(
-    model: List[str] = typer.Option(
-        ..., "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", help="Model path or preset; or one per attention, repeated: nsa=PATH, full=PATH."
     ),
     attn: str = typer.Option("both", "--attn", help="nsa, full or both."),
     task: str = typer.Option("passkey", "--task", help="passkey, a needle-family task (niah_single, niah_multikey, niah_multivalue, niah_multiquery, vt), a comma list, or 'family' for all five."),
@@ -275,6 +281,8 @@ def needle(
         extrapolate=extrapolate,
         family=family,
     ) for family in parse_tasks(task)]
+    if not model:
+        raise UsageError(NO_PAIR)
     models = models_by_attention(model, attentions(attn))
     check_models(models, nsa_config)
     for grid in grids:

@@ -64,3 +64,18 @@ def test_family_prompt_has_the_exact_length_and_the_first_needle_at_depth():
         assert abs(first / len(text) - depth) < 0.1
     with pytest.raises(ValueError, match="cannot hold"):
         build_family_prompt(tok.encode, TokenHaystack(generated_sentences(0), tok.encode), 50, 0.5, inst, random.Random(0))
+
+
+def test_needle_without_a_model_says_how_to_get_a_pair(capsys):
+    from nsa_bench.cli import main
+
+    assert main(["needle", "--ctx", "64k"]) == 2
+    err = capsys.readouterr().err
+    assert "nsa-bench train --preset needle --attn both" in err and "Traceback" not in err
+
+
+def test_needle_task_option_rejects_unknown_tasks(capsys):
+    from nsa_bench.cli import main
+
+    assert main(["needle", "--model", "tiny", "--task", "niah_bogus"]) == 2
+    assert "unknown needle task" in capsys.readouterr().err
