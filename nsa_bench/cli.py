@@ -56,6 +56,7 @@ def train(
     time_budget: float = typer.Option(None, "--time-budget", help="Seconds of training per model (eval, checkpoints not counted)."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
     retrieval_frac: float = typer.Option(0.75, "--retrieval-frac", help="Share of each batch that is dense needle-family retrieval rows (the rest: plain text)."),
+    tasks: str = typer.Option(None, "--tasks", help="Needle-family tasks of the retrieval rows, comma-separated (default: all five)."),
     answer_weight: float = typer.Option(1.0, "--answer-weight", help="Weight of the answer tokens' mean loss, added to the mean loss of all tokens."),
     curriculum: float = typer.Option(None, "--curriculum", help="Share of the budget spent at ctx/8, ctx/4, ctx/2 before ctx (default: the preset's; needle 0.3, others 0)."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="byte, bpe (train one on the data, saved with the checkpoints) or a tokenizer folder (default: the preset's)."),
@@ -79,6 +80,7 @@ def train(
     config = TrainConfig(
         data=data, out=out, preset=preset, attention=attn, ctx=ctx, batch=batch, max_steps=max_steps,
         time_budget=time_budget, lr=lr, retrieval_frac=retrieval_frac, answer_weight=answer_weight,
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         curriculum=curriculum, tokenizer=tokenizer, workers=workers, eval_every=eval_every,
         save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
         force=force,

@@ -38,6 +38,7 @@ PRESET_DEFAULTS = {
     "tiny": dict(ctx=256, batch=4, lr=3e-3, warmup_steps=2, eval_every=10, eval_batches=1),
     "small": dict(ctx=2048, batch=8, lr=2e-3, warmup_steps=20, eval_every=50, eval_batches=2),
     "gpu": dict(ctx=8192, batch=8, lr=1e-3, warmup_steps=30, eval_every=100, eval_batches=2),
+    "needle-tiny": dict(ctx=96, batch=16, lr=3e-3, warmup_steps=20, eval_every=100, eval_batches=2),
     "needle": dict(ctx=4096, batch=16, lr=2e-3, warmup_steps=50, eval_every=200, eval_batches=2, curriculum=0.3),
 }
 
@@ -62,6 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     retrieval_frac: float = 0.75
+    tasks: tuple[str, ...] | None = None  # needle-family tasks of the retrieval rows (None: all)
     answer_weight: float = 1.0
     curriculum: float | None = None
     tokenizer: str | None = None
@@ -328,7 +330,8 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     text = load_corpus(cfg.data) if cfg.data else default_corpus(seed=cfg.seed)
     tokenizer = training_tokenizer(cfg, text)
-    data = TrainData(text, tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.retrieval_frac)
+    data = TrainData(text, tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.retrieval_frac,
+                     **({"tasks": tuple(cfg.tasks)} if cfg.tasks else {}))
     batches = Prefetcher(data, cfg.workers)  # forks its workers now, before CUDA starts
     if device.type == "cuda" and cfg.nsa_impl == "auto":
         cfg.nsa_impl = "triton"  # training at long context on a GPU: never fall back to the reference silently
@@ -342,21 +345,24 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
         "kind": "train", "suite": "train", "model": cfg.preset, "ctx_len": cfg.ctx, "batch": cfg.batch,
         "seed": cfg.seed, "data": cfg.data or describe_default_corpus(), "tokenizer": tokenizer.name,
         "retrieval_frac": cfg.retrieval_frac, "answer_weight": cfg.answer_weight, "curriculum": cfg.curriculum,
+        "tasks": ",".join(data.tasks),
         "n_text_tokens": data.n_text_tokens,
         "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget, **cfg.extra,
     })
     finals = {}
-    for attention in cfg.attentions:
-        run = _Run(cfg, attention, device, tokenizer)
-        writer.rows = [r for r in writer.rows if r.get("attention") != attention or int(r["step"]) <= run.step]
-        fixed = {"attention": attention, "params": run.model.num_params(), "status": "ok",
-                 "nsa_config": run.model.cfg.nsa if attention == "nsa" else "",
-                 "impl_detail": nsa_runs if attention == "nsa" else f"torch SDPA ({device.type})"}
-        finals[attention] = _train_one(cfg, run, data, batches, writer, fixed, on_step, progress)
-        del run
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    batches.close()
+    try:
+        for attention in cfg.attentions:
+            run = _Run(cfg, attention, device, tokenizer)
+            writer.rows = [r for r in writer.rows if r.get("attention") != attention or int(r["step"]) <= run.step]
+            fixed = {"attention": attention, "params": run.model.num_params(), "status": "ok",
+                     "nsa_config": run.model.cfg.nsa if attention == "nsa" else "",
+                     "impl_detail": nsa_runs if attention == "nsa" else f"torch SDPA ({device.type})"}
+            finals[attention] = _train_one(cfg, run, data, batches, writer, fixed, on_step, progress)
+            del run
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        batches.close()
     if finals:
         from nsa_bench.train_plot import plot_training
 

@@ -82,6 +82,10 @@ PRESETS: dict[str, ModelConfig] = {
     # 4 layers with 64-wide heads: in the H200 sweep (results/recipe_sweep2_h200.*) this shape learned
     # retrieval within 2,000 steps where 2-layer models, and the paper's group of 16 at this width (one
     # 32-wide KV head a layer), did not; MHA here (G=1), which the Triton NSA kernels support.
+    # needle-tiny: the needle preset's depth and head width at CPU size (the recipe's CPU test)
+    "needle-tiny": ModelConfig(
+        dim=128, n_layers=4, n_heads=2, n_kv_heads=2, ffn_dim=336, max_seq_len=256, nsa="8/4/16/4/32", tokenizer="bpe"
+    ),
     "needle": ModelConfig(
         dim=256, n_layers=4, n_heads=4, n_kv_heads=4, ffn_dim=704, max_seq_len=4096, nsa="32/16/64/16/512",
         tokenizer="bpe",
