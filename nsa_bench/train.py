@@ -269,9 +269,10 @@ class _Run:
     @torch.no_grad()
     def evaluate(self, data: TrainData) -> dict:
         """Held-out text loss, and exact match on held-out needle-family prompts at ctx (every answer
-        token the argmax, i.e. what greedy decoding writes), overall and per task."""
+        token the argmax, i.e. what greedy decoding writes), overall and per task, and the share of
+        answer tokens right (teacher-forced: partial retrieval shows here first)."""
         self.model.eval()
-        losses, hits, tasks = [], [], []
+        losses, hits, tasks, token_hits = [], [], [], []
         with bf16_autocast(self.device):
             for i in range(self.cfg.eval_batches):
                 ids = data.val_text(i).to(self.device)
@@ -281,11 +282,12 @@ class _Run:
                 ids, mask = ids.to(self.device), mask.to(self.device)
                 hit = lm_loss(self.model, ids)[2]
                 hits += [bool(hit[r][mask[r]].all()) for r in range(ids.shape[0])]
+                token_hits += hit[mask].tolist()
                 tasks += names
         self.model.train()
         per_task = {f"val_em_{t}": sum(h for h, n in zip(hits, tasks) if n == t) / tasks.count(t) for t in dict.fromkeys(tasks)}
         return {"val_loss": sum(losses) / len(losses), "val_answer_acc": sum(hits) / len(hits),
-                "val_answer_n": len(hits), **per_task}
+                "val_answer_n": len(hits), "val_answer_token_acc": sum(token_hits) / max(1, len(token_hits)), **per_task}
 
 
 def training_tokenizer(cfg: TrainConfig, text: str):
