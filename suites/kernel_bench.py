@@ -31,13 +31,12 @@ from nsa_bench.flops import (
     nsa_stage_flops,
 )
 from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention_ref
+from nsa_bench.suites.kernel_check import check_backward, check_decode, check_forward, tolerance
 from nsa_bench.timing import PeakMemory, Timing, backward_call, time_calls
 
 IMPLS = ("fa2", "cudnn", "nsa", "ref")  # also the order of a sweep: baselines first
 MODES = ("fwd", "bwd", "decode")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Largest relative error (NSA_SPEC check, kernel_check docstring) accepted per dtype: fwd, bwd.
-TOLERANCE = {"bf16": (2e-2, 5e-2), "fp16": (5e-3, 2e-2)}
 
 COLUMNS = (
     "kind", "impl", "impl_detail", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv",
@@ -423,8 +422,6 @@ def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int, mode: str) -> list[tupl
 
 def check_nsa(spec: KernelBenchSpec, seq_len: int, mode: str):
     """Run the kernel_check of one mode on fresh inputs: CheckResult (kernel_check docstring)."""
-    from nsa_bench.suites.kernel_check import check_backward, check_decode, check_forward
-
     tie_rtol = spec.tie_rtol
     if mode == "decode":
         q, cache, gates = nsa_decode_problem(spec, seq_len)
@@ -580,7 +577,7 @@ def _record_check(spec: KernelBenchSpec, mode: str, row: dict, status: str, resu
         row["status"] = f"ok (check not run: {status})"
         return
     row.update(max_rel_err=result.max_rel_err, check_rows=result.rows, check_tie_rows=result.tie_rows)
-    tol = TOLERANCE[spec.dtype][1 if mode == "bwd" else 0]
+    tol = tolerance(spec.dtype, backward=mode == "bwd")
     if not result.max_rel_err <= tol:
         row["status"] = f"error: differs from the reference (max_rel_err {result.max_rel_err:.3g} > {tol:g})"
 

@@ -462,40 +462,12 @@ def heatmap_table(rows: list[dict], model: str, task: str, attention: str, metri
     return sel.pivot_table(index="depth", columns="ctx_len", values="score", aggfunc="mean", dropna=False).sort_index()
 
 
-def _size_label(n: int) -> str:
-    return f"{n // 1024}k" if n % 1024 == 0 else str(n)
-
-
-def _draw(table, title: str, path: Path, cmap: str, vmin: float, vmax: float, label: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.0 + 0.9 * table.shape[1]), 1.6 + 0.42 * table.shape[0]))
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="lightgray")
-    image = ax.imshow(np.ma.masked_invalid(table.values.astype(float)), cmap=colors, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(table.shape[1]), [_size_label(int(c)) for c in table.columns])
-    ax.set_yticks(range(table.shape[0]), [f"{d:.0%}" for d in table.index])
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth")
-    ax.set_title(title, fontsize=10)
-    for (i, j), value in np.ndenumerate(table.values):
-        ax.text(j, i, f"{value:.2f}" if value == value else "n/a", ha="center", va="center", fontsize=7)
-    fig.colorbar(image, ax=ax, label=label)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def plot_heatmaps(
     csv: str | Path, models: dict[str, str], task: str, report_dir: str | Path, stem: str = "needle"
 ) -> list[Path]:
     """PNGs of exact match (depth x length) per attention (`<stem>_<attention>.png`) and, when both
     attentions have rows, NSA minus full (`<stem>_diff.png`); `models` maps attention -> model."""
+    from nsa_bench.plots import heatmap_figure, save
     from nsa_bench.results import read_rows
 
     rows = read_rows(csv) if Path(csv).exists() else []
@@ -506,10 +478,10 @@ def plot_heatmaps(
         if table is None:
             continue
         tables[attention] = table
-        title = f"{task}: exact match, {attention} attention\n{model}"
-        paths.append(_draw(table, title, report_dir / f"{stem}_{attention}.png", "RdYlGn", 0.0, 1.0, "exact match"))
+        title = f"{task}: exact match, {attention} attention, {model}"
+        paths.append(save(heatmap_figure([(title, table, "viridis", 0.0)]), report_dir / f"{stem}_{attention}.png"))
     if {"nsa", "full"} <= tables.keys():
         diff = tables["nsa"].sub(tables["full"])
-        title = f"{task}: exact match, NSA minus full\nnsa: {models['nsa']}  full: {models['full']}"
-        paths.append(_draw(diff, title, report_dir / f"{stem}_diff.png", "RdBu", -1.0, 1.0, "NSA - full"))
+        title = f"{task}: exact match, NSA − full (nsa: {models['nsa']}, full: {models['full']})"
+        paths.append(save(heatmap_figure([(title, diff, "RdBu", -1.0)]), report_dir / f"{stem}_diff.png"))
     return paths
