@@ -32,6 +32,7 @@ from nsa_bench.flops import (
 )
 from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention_ref
 from nsa_bench.suites.kernel_check import check_backward, check_decode, check_forward, tolerance
+from nsa_bench.results import Unsupported, status_of
 from nsa_bench.timing import PeakMemory, Timing, backward_call, time_calls
 
 IMPLS = ("fa2", "cudnn", "nsa", "ref")  # also the order of a sweep: baselines first
@@ -46,10 +47,6 @@ COLUMNS = (
 )
 INTERPRETER_TIMING = "cpu, Triton interpreter: smoke run, not performance"
 CUDA_TIMING = "cuda events, L2 flushed"
-
-
-class Unsupported(Exception):
-    """This implementation cannot run this measurement here (recorded as 'unsupported: ...')."""
 
 
 @dataclass(frozen=True)
@@ -442,24 +439,12 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _failure_status(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = (text[0] if text else type(error).__name__)[:200]
-    if isinstance(error, torch.OutOfMemoryError):
-        return "oom"
-    if isinstance(error, Unsupported):
-        return f"unsupported: {message}"
-    if isinstance(error, ValueError) or type(error).__name__ == "OutOfResources":
-        return f"unsupported: {type(error).__name__}: {message}"
-    return f"error: {type(error).__name__}: {message}"
-
-
 def guarded(work: Callable[[], object]) -> tuple[str, object]:
     """Run work(); ('ok', result) or (status, None) for OOM, unsupported and errors."""
     try:
         return "ok", work()
     except Exception as error:  # noqa: BLE001 - every failure becomes a row (OOM included)
-        status = _failure_status(error)
+        status = status_of(error)
     release_memory()
     return status, None
 

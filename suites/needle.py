@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.flops import parse_size
 from nsa_bench.lm import CausalLM
 from nsa_bench.paired import nsa_minus_full, run_rows, scored_fields, write_new
+from nsa_bench.results import status_of
 
 from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
 from .needle_tasks import TASKS as FAMILY_TASKS
@@ -45,18 +47,6 @@ DEFAULT_QUESTION = "\nWhat is the pass key? The pass key is "
 METRICS = ("exact_match", "prefix_match")
 FAMILY_METRICS = ("exact_match", "match_all")  # every reference found (0/1); the share found (RULER's score)
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """'8k' -> 8192, '64K' -> 65536, '1m' -> 1048576, '3000' -> 3000 (k = 1024 tokens)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(f"bad context length {text!r} (use e.g. 4096, 8k, 64k)")
-    value = float(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[match.group(2).lower()]
-    if value < 1 or value != int(value):
-        raise UsageError(f"bad context length {text!r}: must be a positive whole number of tokens")
-    return int(value)
 
 
 def ctx_ladder(ctx: int) -> list[int]:
@@ -69,9 +59,11 @@ def parse_ctx(spec: str) -> list[int]:
     parts = [p for p in spec.split(",") if p.strip()]
     if not parts:
         raise UsageError("--ctx is empty")
-    if len(parts) == 1:
-        return ctx_ladder(parse_size(parts[0]))
-    return sorted({parse_size(p) for p in parts})
+    try:
+        sizes = [parse_size(p) for p in parts]
+    except ValueError as error:
+        raise UsageError(f"bad context length: {error}") from None
+    return ctx_ladder(sizes[0]) if len(parts) == 1 else sorted(set(sizes))
 
 
 def parse_tasks(spec: str) -> list[str | None]:
@@ -250,15 +242,6 @@ def _stderr(scores: Sequence[float]) -> float:
     return math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n)
 
 
-def _is_oom(error: BaseException) -> bool:
-    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
-
-
-def _error_status(error: BaseException) -> str:
-    first_line = (str(error).splitlines() or [""])[0][:200]
-    return f"error: {type(error).__name__}: {first_line}"
-
-
 def run_cell(
     lm: CausalLM, grid: NeedleGrid, haystacks: list[TokenHaystack], ctx_len: int, depth: float, max_length: int
 ) -> dict:
@@ -399,7 +382,7 @@ def run_needle(
                 try:
                     cell = run_cell(lm, grid, haystacks, ctx_len, depth, max_length)
                 except (RuntimeError, MemoryError) as error:
-                    cell = {"status": "oom" if _is_oom(error) else _error_status(error)}
+                    cell = {"status": status_of(error)}
                     _free_cuda()
                 for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
                     writer.write(row)

@@ -41,12 +41,13 @@ SMALL = NSAConfig.parse("8/4/16/4/32")
 
 # ---- sizes and FLOP / byte counts -----------------------------------------------------------------
 
-@pytest.mark.parametrize("text,value", [("8k", 8192), ("64K", 65536), ("65536", 65536), (" 16k ", 16384), ("1m", 1 << 20)])
+@pytest.mark.parametrize("text,value", [("8k", 8192), ("64K", 65536), ("65536", 65536), (" 16k ", 16384), ("1m", 1 << 20),
+                                        ("1.5k", 1536), ("8.5k", 8704), ("3000", 3000)])
 def test_parse_size(text, value):
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "k", "8q", "-8k", "0", "8.5k", "8kk"])
+@pytest.mark.parametrize("text", ["", "k", "8q", "-8k", "0", "1.3k", "0.5", "8kk"])
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
         parse_size(text)
