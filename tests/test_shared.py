@@ -99,3 +99,50 @@ def test_heatmap_and_training_figures(tmp_path):
                           for a in ("nsa", "full") for s in range(1, 21)])
     assert save(train_figure(train), tmp_path / "t.png").read_bytes()[:8] == PNG
     assert train_figure(train.assign(status="oom")) is None
+
+
+_WITHOUT_TRITON = """
+import sys
+sys.modules["triton"] = None  # `import triton` raises ImportError, as on a machine without Triton
+import torch
+import nsa_bench.kernels as kernels
+from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention_ref
+from nsa_bench.models import Transformer, preset
+from nsa_bench.models.nsa_backend import nsa_function
+
+c = NSAConfig.parse("8/4/16/4/32")
+q, k, v = torch.randn(1, 40, 2, 8), torch.randn(1, 40, 1, 8), torch.randn(1, 40, 1, 8)
+g = torch.full((1, 40, 2), 1 / 3)
+assert nsa_attention_ref(q, k, v, mean_pool_compress(k, c), mean_pool_compress(v, c), g, g, g, c).shape == q.shape
+assert nsa_function(torch.device("cpu")) is nsa_attention_ref
+try:
+    kernels.nsa_attention
+    raise SystemExit("nsa_attention imported without Triton")
+except ImportError:
+    pass
+model = Transformer(preset("tiny", attention="nsa"))  # the reference serves the model, decode included
+assert model(torch.randint(0, 100, (1, 48))).shape[:2] == (1, 48) and len(model.generate(list(range(1, 9)), 3)) == 3
+print("ok")
+"""
+
+
+def _python(code: str):
+    """Run code in a fresh interpreter without TRITON_INTERPRET (under it, kernels/triton_common.py
+    patches Triton's interpreter as soon as it is imported)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_reference_and_models_run_without_triton():
+    """`import nsa_bench.kernels` imports Triton only when a kernel is first asked for."""
+    proc = _python(_WITHOUT_TRITON)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_importing_the_kernels_package_leaves_triton_unimported():
+    proc = _python("import sys, nsa_bench.kernels, nsa_bench.cli; print('triton' in sys.modules)")
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]
