@@ -48,7 +48,6 @@ METRICS = ("exact_match", "prefix_match")
 FAMILY_METRICS = ("exact_match", "match_all")  # every reference found (0/1); the share found (RULER's score)
 
 
-
 def ctx_ladder(ctx: int) -> list[int]:
     """The default lengths up to ctx: ctx/16, ctx/8, ctx/4, ctx/2, ctx (those of at least 256 tokens)."""
     return [ctx >> i for i in range(4, -1, -1) if ctx >> i >= 256] or [ctx]
