@@ -176,31 +176,7 @@ def longbench_score(
     score_command(predictions, out, model, attn, code_sim)
 
 
-@app.command()
-def kernels(
-    seq: str = typer.Option(None, "--seq", help="Sequence lengths, e.g. 8k,16k,32k,64k or 65536 (default: 8k,16k,32k,64k)."),
-    batch: int = typer.Option(None, "--batch", help="Batch of fwd/bwd (default: 1)."),
-    q_heads: int = typer.Option(None, "--q-heads", help="Query heads (default: 64)."),
-    kv_heads: int = typer.Option(None, "--kv-heads", help="Key/value heads (default: 4)."),
-    dk: int = typer.Option(None, "--dk", help="Query/key head dim (default: 128)."),
-    dv: int = typer.Option(None, "--dv", help="Value head dim (default: 128)."),
-    dtype: str = typer.Option(None, "--dtype", help="bf16 or fp16 (default: bf16)."),
-    nsa_config: str = typer.Option(None, "--nsa-config", help="NSA l/d/l_sel/n/w (default: 32/16/64/16/512)."),
-    cmp_block: int = typer.Option(None, "--cmp-block", help="Override l of --nsa-config."),
-    cmp_stride: int = typer.Option(None, "--cmp-stride", help="Override d of --nsa-config."),
-    slc_block: int = typer.Option(None, "--slc-block", help="Override l_sel of --nsa-config."),
-    slc_count: int = typer.Option(None, "--slc-count", help="Override n of --nsa-config."),
-    window: int = typer.Option(None, "--window", help="Override w of --nsa-config."),
-    impl: str = typer.Option(None, "--impl", help="Any of nsa,fa2,cudnn,ref (default: nsa,fa2,cudnn)."),
-    mode: str = typer.Option(None, "--mode", help="Any of fwd,bwd,decode (default: fwd,bwd,decode)."),
-    stages: bool = typer.Option(True, "--stages/--no-stages", help="Also time NSA's forward and backward stage by stage."),
-    cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="Also time each decode step replayed as a CUDA graph."),
-    decode_batch: int = typer.Option(None, "--decode-batch", help="Sequences per decode step (default: 8)."),
-    warmup: int = typer.Option(None, "--warmup", help="Untimed calls before timing (default: 5)."),
-    repeats: int = typer.Option(None, "--repeats", help="Timed calls (median, p20, p80) (default: 20)."),
-    check_rows: int = typer.Option(None, "--check-rows", help="Query rows of the forward check (default: 1024)."),
-    check_prefix: int = typer.Option(None, "--check-prefix", help="Causal prefix of the backward check (default: 2048)."),
-    ref_max_len: int = typer.Option(None, "--ref-max-len", help="Longest T at which ref is timed (default: 4096)."),
+def _kernels(
     out: str = typer.Option("results", "--out", help="Folder of the CSV, kernels_<tag>.csv."),
     reports: str = typer.Option("reports", "--reports", help="Folder of kernels_<tag>.md and its PNGs."),
     tag: str = typer.Option(
@@ -209,6 +185,7 @@ def kernels(
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing kernels_<tag>.csv and its report."),
     interpret: bool = typer.Option(False, "--interpret", help="CPU smoke run of the whole pipeline under the Triton interpreter, tiny sizes."),
+    **options,
 ) -> None:
     """Kernel speed: NSA against FlashAttention-2 and cuDNN attention, fwd, bwd, decode; CSV, plots, markdown."""
     import os
@@ -218,21 +195,34 @@ def kernels(
     import torch
 
     try:
-        from nsa_bench.suites.kernel_bench import run_kernel_bench, spec_from_options
+        from nsa_bench.suites.kernel_bench import run_kernel_bench
+        from nsa_bench.suites.kernel_spec import spec_from_options
     except ImportError as error:  # e.g. a kernels package that does not import here
         raise UsageError(f"nsa-bench kernels cannot import its code: {error}") from None
 
-    spec, command = spec_from_options(
-        interpret=interpret, seq=seq, batch=batch, q_heads=q_heads, kv_heads=kv_heads, dk=dk, dv=dv, dtype=dtype,
-        nsa_config=nsa_config, cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
-        slc_count=slc_count, window=window, impl=impl, mode=mode, stages=stages, cuda_graphs=cuda_graph,
-        decode_batch=decode_batch,
-        warmup=warmup, repeats=repeats, check_rows=check_rows, check_prefix=check_prefix,
-        ref_max_len=ref_max_len, out=out, reports=reports, tag=tag,
-    )
+    spec, command = spec_from_options(interpret=interpret, out=out, reports=reports, tag=tag, **options)
     if not interpret and not torch.cuda.is_available():  # after the options, so a bad one is named first
         raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
     run_kernel_bench(spec, out, reports, tag, command=command, force=force)
+
+
+def _with_spec_options(command):
+    """The command with kernel_options.OPTIONS as its spec options (declared there once), before its own."""
+    import inspect
+    import typing
+
+    from nsa_bench.suites.kernel_options import OPTIONS
+
+    hints = typing.get_type_hints(command)
+    own = [p.replace(kind=p.KEYWORD_ONLY, annotation=hints[p.name])
+           for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    spec = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.kind,
+                              default=typer.Option(o.default, o.flag, help=o.help)) for o in OPTIONS]
+    command.__signature__ = inspect.Signature(spec + own, return_annotation=None)
+    return command
+
+
+kernels = app.command("kernels")(_with_spec_options(_kernels))
 
 
 NO_PAIR = ("no --model given, and no trained pair ships with nsa-bench yet. Train one in one command (a GPU, "

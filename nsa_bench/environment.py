@@ -12,7 +12,24 @@ from pathlib import Path
 
 import torch
 
+from nsa_bench.errors import UsageError
+
 _PACKAGES = ("torch", "triton", "flash-attn", "lm-eval", "transformers")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a command runs on, the one rule of every command: none given (or 'auto') -> CUDA
+    when present, else the CPU; an explicit CUDA request on a machine without CUDA is a UsageError
+    (one line), never a quiet fall-back to the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"bad device {str(device)!r}: use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {str(device)!r} asked for, but there is no CUDA GPU here")
+    return resolved
 
 
 def package_version(name: str) -> str | None:

@@ -22,6 +22,7 @@ Conventions (those of flash-attention's benchmarks, so TFLOP/s compare with publ
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,13 +74,16 @@ class NSAKeyCounts:
 
 
 def parse_size(text: str) -> int:
-    """A token count from '8k' (8192), '64K', '1m' (1048576) or '65536'; ValueError otherwise."""
-    raw = text.strip().lower()
-    scale = {"k": 1024, "m": 1024 * 1024}.get(raw[-1:], 1)
-    digits = raw[:-1] if scale > 1 else raw
-    if not digits.isdigit() or int(digits) <= 0:
-        raise ValueError(f"bad size {text!r}: use a positive integer, optionally with k or m (8k = 8192)")
-    return int(digits) * scale
+    """A token count, the one rule of every command: a positive whole number of tokens, written as
+    an integer ('65536') or a number times k (1024) or m (1024 * 1024), case-insensitive ('8k' = 8192,
+    '64K', '1m'); a decimal is accepted when the count comes out whole ('1.5k' = 1536, '8.5k' = 8704,
+    not '1.3k'). ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([km]?)\s*", text.lower())
+    value = float(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[match.group(2)] if match else 0.0
+    if value < 1 or value != int(value):
+        raise ValueError(f"bad size {text!r}: use a positive whole number of tokens, e.g. 4096, 8k, 1.5k, 1m "
+                         "(k = 1024)")
+    return int(value)
 
 
 def _per_query_branch_keys(seq_len: int, config: NSAConfig):

@@ -16,19 +16,22 @@ import pandas as pd
 
 from nsa_bench.errors import UsageError
 from nsa_bench.gate import is_ok, normalize_kernel_row, row_kind
+from nsa_bench.plots import MODES, decode_figure, heatmap_figure, main_impls, pyplot, save, speedup_figure
+from nsa_bench.plots import length_label as _length
+from nsa_bench.plots import number as _num
+from nsa_bench.plots import ok_rows as _ok
+from nsa_bench.plots import stage_figure, stage_impls, train_figure
 from nsa_bench.report_stats import INTERVAL_NOTE, PAIRED_NOTE, needle_paired_section, paired_cell, score_cell, split_paired
 
 META_COLUMNS = ("gpu", "gpu_capability", "driver", "cuda", "torch", "triton", "flash_attn", "fa2_baseline",
                 "cudnn_attention", "transformers", "lm_eval", "git_rev")
 SETUP_COLUMNS = ("gpu", "dtype", "q_heads", "kv_heads", "dk", "dv", "nsa_config")  # one kernel figure set each
-MODES = ("fwd", "bwd", "decode")
 BASELINES = ("fa2", "cudnn")
 NUMERIC = ("seq_len", "batch", "q_heads", "kv_heads", "dk", "dv", "ms", "ms_p20", "ms_p80", "tflops", "gbps",
            "speedup_fa2", "speedup_cudnn", "ceiling", "efficiency", "copy_gbps", "score", "stderr", "ci_low", "ci_high",
            "p_value", "n", "ctx_len",
            "depth", "step", "loss", "val_loss", "val_answer_acc", "tokens_per_s", "wall_s", "params")
 ATTENTION_ORDER = ("nsa", "full")
-COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray"}
 
 
 # ---- input ---------------------------------------------------------------------------------------
@@ -65,25 +68,9 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     return data
 
 
-def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"].map(is_ok)] if "status" in frame else frame
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _fmt(value, spec: str = ".3g", suffix: str = "") -> str:
-    number = _num(value)
-    return "" if math.isnan(number) else f"{number:{spec}}{suffix}"
-
-
-def _length(value) -> str:
-    n = int(value)
-    return f"{n // 1024}k" if n % 1024 == 0 and n >= 1024 else str(n)
+    value = _num(value)
+    return "" if math.isnan(value) else f"{value:{spec}}{suffix}"
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
@@ -97,26 +84,17 @@ def md_table(headers: list[str], rows: list[list]) -> str:
 
 
 class _Figures:
-    """Saves figures as PNGs beside the markdown, named <stem>_<name>.png."""
+    """Saves figures (nsa_bench.plots) as PNGs beside the markdown, named <stem>_<name>.png."""
 
     def __init__(self, out: Path):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
+        self.plt = pyplot()
         self.dir, self.stem = out.parent, out.stem
         self.suffix = ""  # e.g. '_cpu': the figures of one machine's section
         self.written: list[Path] = []
 
     def save(self, fig, name: str) -> str:
         path = self.dir / f"{self.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name + self.suffix)}.png"
-        if fig.get_layout_engine() is None:
-            fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        self.plt.close(fig)
-        self.written.append(path)
+        self.written.append(save(fig, path))
         return f"![{name}]({path.name})"
 
 
@@ -156,61 +134,10 @@ def _setups(kernel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def _series(group: pd.DataFrame, mode: str, impl: str, column: str) -> pd.DataFrame:
-    rows = _ok(group[(group["mode"] == mode) & (group["impl"] == impl)])
-    rows = rows[[c for c in ("seq_len", column) if c in rows]].dropna()
-    return rows.groupby("seq_len", as_index=False)[column].median().sort_values("seq_len") if column in rows else rows
-
-
-def _main_impls(group: pd.DataFrame) -> list[str]:
-    """NSA (and its :cuda_graph variant) and the reference: the rows whose speedups the plot shows."""
-    impls = [str(i) for i in group["impl"].dropna().unique()]
-    return [i for i in impls if i in ("nsa", "ref") or i == "nsa:cuda_graph"]
-
-
-def _stage_impls(group: pd.DataFrame, mode: str) -> list[str]:
-    impls = group.loc[group["mode"] == mode, "impl"].dropna().astype(str)
-    return list(dict.fromkeys(i for i in impls if i.startswith("nsa:") and i not in ("nsa:stages", "nsa:cuda_graph")))
-
-
-def _log2_x(ax, lengths) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths)
-    ax.set_xticklabels([_length(t) for t in lengths])
-    ax.minorticks_off()
-
-
-def speedup_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str:
-    """Speedup over FA2 (solid) and cuDNN (dashed) against length, per mode, with the ceiling."""
-    modes = [m for m in MODES if (group["mode"] == m).any()]
-    fig, axes = figs.plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
-        lengths = sorted(group.loc[group["mode"] == mode, "seq_len"].dropna().astype(int).unique())
-        for impl in _main_impls(group):
-            color = "tab:purple" if impl.endswith(":cuda_graph") else COLORS.get(impl, None)
-            for metric, style, base in (("speedup_fa2", "-o", "FA2"), ("speedup_cudnn", "--s", "cuDNN")):
-                s = _series(group, mode, impl, metric)
-                if len(s):
-                    ax.plot(s["seq_len"], s[metric], style, color=color, label=f"{impl} / {base}", ms=4)
-        ceiling = group[(group["mode"] == mode) & (group["impl"] == "nsa")][["seq_len", "ceiling"]].dropna()
-        ceiling = ceiling.groupby("seq_len", as_index=False)["ceiling"].median()
-        if len(ceiling):
-            ratio = "byte" if mode == "decode" else "FLOP"
-            ax.plot(ceiling["seq_len"], ceiling["ceiling"], ":", color="black", label=f"ceiling ({ratio} ratio)")
-        ax.axhline(1.0, color="gray", lw=0.8)
-        if lengths:
-            _log2_x(ax, lengths)
-        ax.set_yscale("log", base=2)
-        ax.set(title=mode, xlabel="sequence length", ylabel="speedup (baseline ms / NSA ms)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    return figs.save(fig, name)
-
-
 def speedup_table(group: pd.DataFrame) -> str:
     rows = []
     for mode in MODES:
-        for impl in _main_impls(group):
+        for impl in main_impls(group):
             for _, r in group[(group["mode"] == mode) & (group["impl"] == impl)].sort_values("seq_len").iterrows():
                 variant = ":cuda_graph" if impl.endswith(":cuda_graph") else ""
                 base = {b: group[(group["mode"] == mode) & (group["impl"] == b + variant)
@@ -225,44 +152,12 @@ def speedup_table(group: pd.DataFrame) -> str:
     return md_table(headers, rows)
 
 
-def stage_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
-    """Stacked time of the NSA stages per length (fwd, bwd), beside NSA's whole call and FA2."""
-    modes = [m for m in ("fwd", "bwd") if _stage_impls(group, m)]
-    if not modes:
-        return None
-    fig, axes = figs.plt.subplots(1, len(modes), figsize=(7.2 * len(modes), 4.2), squeeze=False, layout="constrained")
-    cmap = figs.plt.get_cmap("tab10")
-    for ax, mode in zip(axes[0], modes):
-        stages = _stage_impls(group, mode)
-        lengths = sorted(group.loc[group["mode"] == mode, "seq_len"].dropna().astype(int).unique())
-        x = range(len(lengths))
-        bottom = [0.0] * len(lengths)
-        for i, stage in enumerate(stages):
-            s = _series(group, mode, stage, "ms").set_index("seq_len")["ms"] if len(_series(group, mode, stage, "ms")) else {}
-            heights = [_num(s.get(t, math.nan)) if len(s) else math.nan for t in lengths]
-            heights = [0.0 if math.isnan(h) else h for h in heights]
-            ax.bar(x, heights, 0.6, bottom=bottom, color=cmap(i % 10), label=stage.partition(":")[2])
-            bottom = [b + h for b, h in zip(bottom, heights)]
-        for impl, marker in (("nsa", "k_"), ("fa2", "b_")):
-            s = _series(group, mode, impl, "ms")
-            if len(s):
-                by_len = dict(zip(s["seq_len"].astype(int), s["ms"]))
-                ax.plot(list(x), [by_len.get(t, math.nan) for t in lengths], marker, ms=28, mew=2,
-                        label=f"{impl} (whole call)")
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([_length(t) for t in lengths])
-        ax.set(title=f"NSA {mode} by stage", xlabel="sequence length", ylabel="ms")
-        ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=0.35)  # beside the bars
-    return figs.save(fig, name)
-
-
 def stage_table(group: pd.DataFrame) -> str:
     rows = []
     for mode in ("fwd", "bwd"):
         for t in sorted(group.loc[group["mode"] == mode, "seq_len"].dropna().astype(int).unique()):
             whole = _ok(group[(group["mode"] == mode) & (group["impl"] == "nsa") & (group["seq_len"] == t)])["ms"].median()
-            for stage in _stage_impls(group, mode):
+            for stage in stage_impls(group, mode):
                 r = group[(group["mode"] == mode) & (group["impl"] == stage) & (group["seq_len"] == t)]
                 if r.empty:
                     continue
@@ -272,28 +167,6 @@ def stage_table(group: pd.DataFrame) -> str:
                 rows.append([mode, _length(t), stage.partition(":")[2], "ok" if ok else r.get("status"),
                              _fmt(r.get("ms")), _fmt(share, ".0%"), _fmt(r.get("tflops"), ".1f")])
     return md_table(["mode", "T", "stage", "status", "ms", "share of NSA call", "TFLOP/s"], rows)
-
-
-def decode_figure(figs: _Figures, group: pd.DataFrame, name: str) -> str | None:
-    """Achieved GB/s of a decode step against length, with the device's copy bandwidth."""
-    impls = [str(i) for i in group.loc[group["mode"] == "decode", "impl"].dropna().unique()]
-    series = {i: _series(group, "decode", i, "gbps") for i in impls}
-    series = {i: s for i, s in series.items() if len(s)}
-    if not series:
-        return None
-    fig, ax = figs.plt.subplots(figsize=(6.5, 4.2))
-    for impl, s in series.items():
-        base = impl.partition(":")[0]
-        ax.plot(s["seq_len"], s["gbps"], "--o" if impl.endswith(":cuda_graph") else "-o",
-                color=COLORS.get(base), ms=4, label=impl)
-    copy = group["copy_gbps"].dropna() if "copy_gbps" in group else pd.Series(dtype=float)
-    if len(copy):
-        ax.axhline(copy.median(), color="black", ls=":", label=f"device copy {copy.median():,.0f} GB/s")
-    _log2_x(ax, sorted({int(t) for s in series.values() for t in s["seq_len"]}))
-    ax.set(title="decode step: achieved bandwidth", xlabel="context length", ylabel="GB/s (counted bytes / time)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return figs.save(fig, name)
 
 
 def kernel_section(figs: _Figures, kernel: pd.DataFrame) -> str:
@@ -311,16 +184,17 @@ def kernel_section(figs: _Figures, kernel: pd.DataFrame) -> str:
         timing = group["timing"].dropna().astype(str).unique() if "timing" in group else []
         if any("interpreter" in t for t in timing):
             parts.append("> Triton interpreter smoke run on the CPU: timings show the pipeline works, not performance.\n")
-        parts += ["#### Speedup against length\n", speedup_figure(figs, group, f"{tag}_speedup") + "\n",
+        parts += ["#### Speedup against length\n", figs.save(speedup_figure(group), f"{tag}_speedup") + "\n",
                   speedup_table(group) + "\n"]
-        stages = stage_figure(figs, group, f"{tag}_stages")
+        stages = stage_figure(group)
         if stages:
             parts += ["#### NSA stages\n", "Each stage timed on its own (`nsa:<stage>` rows); the bars stack "
-                      "their medians, the markers are NSA's whole call and FA2.\n", stages + "\n",
+                      "their medians, the markers are NSA's whole call and FA2.\n",
+                      figs.save(stages, f"{tag}_stages") + "\n",
                       stage_table(group) + "\n"]
-        decode = decode_figure(figs, group, f"{tag}_decode_gbps")
+        decode = decode_figure(group)
         if decode:
-            parts += ["#### Decode bandwidth\n", decode + "\n"]
+            parts += ["#### Decode bandwidth\n", figs.save(decode, f"{tag}_decode_gbps") + "\n"]
     return "\n".join(parts)
 
 
@@ -439,44 +313,6 @@ def _grid(frame: pd.DataFrame) -> pd.DataFrame:
     return grid.reindex(index=depths, columns=lengths)
 
 
-def _heatmap(ax, grid: pd.DataFrame, title: str, cmap: str, vmin: float, vmax: float):
-    image = ax.imshow(grid.values.astype(float), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="upper")
-    ax.set_xticks(range(grid.shape[1]))
-    ax.set_xticklabels([_length(c) for c in grid.columns])
-    ax.set_yticks(range(grid.shape[0]))
-    ax.set_yticklabels([f"{d:.0%}" for d in grid.index])
-    ax.set_title(title, fontsize=9)
-    ax.set(xlabel="context length", ylabel="needle depth")
-    for (i, j), value in pd.DataFrame(grid.values).stack().items():
-        if not math.isnan(value):
-            level = (value - vmin) / ((vmax - vmin) or 1)  # dark cells (low viridis, RdBu ends) get white text
-            dark = abs(level - 0.5) > 0.35 if cmap == "RdBu" else level < 0.55
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
-    return image
-
-
-def heatmap_figure(figs: _Figures, panels: list[tuple], top: float):
-    """Heatmaps (title, grid, colormap, lowest value) two to a row, each sized to its cells, titles
-    wrapped, one colour bar per colormap."""
-    import textwrap
-
-    cols = min(2, len(panels))
-    rows = -(-len(panels) // cols)
-    shape = panels[0][1].shape
-    size = (max(4.2, 0.6 * shape[1] + 2.4), 0.32 * shape[0] + 2.0)
-    fig, axes = figs.plt.subplots(rows, cols, figsize=(size[0] * cols + 1.2, size[1] * rows), squeeze=False,
-                                  layout="constrained")
-    images: dict[str, tuple] = {}
-    for ax, (title, grid, cmap, low) in zip(axes.flat, panels):
-        image = _heatmap(ax, grid, textwrap.fill(title, 44), cmap, low, top)
-        images.setdefault(cmap, (image, []))[1].append(ax)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_axis_off()
-    for image, where in images.values():
-        fig.colorbar(image, ax=where, shrink=0.8)
-    return fig
-
-
 def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
     frame, paired = split_paired(frame)
     parts = ["## Needle in a haystack\n"]
@@ -495,7 +331,7 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
         panels = [(f"{header}: {metric}", grid, "viridis", 0.0) for (_, _, header), grid in zip(columns, grids.values())]
         panels += [] if diff is None else [("NSA − full", diff, "RdBu", -top)]
         parts.append(f"### {task} ({metric})\n")
-        parts.append(figs.save(heatmap_figure(figs, panels, top), f"needle_{task}_{metric}") + "\n")
+        parts.append(figs.save(heatmap_figure(panels, top), f"needle_{task}_{metric}") + "\n")
         rows = []
         lengths = list(_grid(group).columns)  # every run's lengths: a run without one leaves its cell empty
         for a, m, header in columns:
@@ -522,24 +358,11 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     frame = _ok(frame)
     if frame.empty or "loss" not in frame:
         return ""
-    fig, axes = figs.plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     rows = []
     sources = list(dict.fromkeys(frame["source"]))
     for (source, attention), g in frame.groupby(["source", "attention"], sort=False):
         g = g.sort_values("step")
-        # one run: red NSA, blue full; several: one colour per run, NSA solid and full dashed
-        color = COLORS.get(str(attention)) if len(sources) == 1 else f"C{sources.index(source) % 10}"
-        dashes, marker = ("-", "o") if attention == "nsa" or len(sources) == 1 else ("--", "s")
         label = f"{attention}" if len(sources) == 1 else f"{attention} ({source})"
-        smooth = g["loss"].rolling(max(1, len(g) // 20), min_periods=1).mean()
-        axes[0].plot(g["step"], g["loss"], color=color, alpha=0.15, lw=0.8)
-        axes[0].plot(g["step"], smooth, dashes, color=color, lw=1.6, label=f"{label} train")
-        if "val_loss" in g and g["val_loss"].notna().any():
-            ev = g[g["val_loss"].notna()]
-            axes[0].plot(ev["step"], ev["val_loss"], marker + ":", color=color, ms=4, lw=1, label=f"{label} held-out")
-        if "val_answer_acc" in g and g["val_answer_acc"].notna().any():
-            ev = g[g["val_answer_acc"].notna()]
-            axes[1].plot(ev["step"], ev["val_answer_acc"], marker + dashes, color=color, ms=4, lw=1)
         last = g.iloc[-1]
         evals = g[g["val_loss"].notna()] if "val_loss" in g else g.iloc[0:0]
         final_eval = evals.iloc[-1] if len(evals) else {}
@@ -548,12 +371,7 @@ def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
                      _fmt(final_eval.get("val_answer_acc") if len(evals) else None, ".2f"),
                      _fmt(g["tokens_per_s"].median() if "tokens_per_s" in g else None, ",.0f"),
                      _fmt(last.get("wall_s"), ".0f")])
-    axes[0].set(xlabel="step", ylabel="loss (nats/token)", title="training loss")
-    axes[1].set(xlabel="step", ylabel="accuracy", title="held-out retrieval answers", ylim=(-0.02, 1.02))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=min(4, len(axes[0].get_lines())), fontsize=7, frameon=False)
-    image = figs.save(fig, "train")
+    image = figs.save(train_figure(frame), "train")
     meta = frame.iloc[0]
     setup = ", ".join(f"{c} {_cell(meta.get(c))}" for c in ("model", "ctx_len", "batch") if _cell(meta.get(c)))
     return "\n".join(["## Training\n", f"Setup: {setup}\n" if setup else "", image + "\n",

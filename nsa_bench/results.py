@@ -11,6 +11,29 @@ import pandas as pd
 from nsa_bench.environment import run_metadata
 
 
+class Unsupported(Exception):
+    """A case this setup cannot run (a missing backend, a length beyond a limit): its row's status
+    is 'unsupported: <message>'."""
+
+
+def status_of(error: BaseException) -> str:
+    """The status a result row records for a failed case, the one rule of every suite:
+    'oom' when it ran out of memory; 'unsupported: <message>' for Unsupported, and
+    'unsupported: <type>: <message>' for ValueError and Triton's OutOfResources (the inputs or the
+    device do not fit the case); else 'error: <type>: <message>'. The message is its first line,
+    at most 200 characters."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    text = str(error).strip().splitlines()
+    message = (text[0] if text else type(error).__name__)[:200]
+    if "OutOfMemoryError" in names or "out of memory" in str(error).lower():
+        return "oom"
+    if isinstance(error, Unsupported):
+        return f"unsupported: {message}"
+    if isinstance(error, ValueError) or "OutOfResources" in names:
+        return f"unsupported: {type(error).__name__}: {message}"
+    return f"error: {type(error).__name__}: {message}"
+
+
 class ResultWriter:
     """Appends result rows to one CSV as they are produced.
 

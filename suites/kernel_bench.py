@@ -14,30 +14,29 @@ from __future__ import annotations
 import gc
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from nsa_bench.flops import (
-    BACKWARD_MATMUL_FACTOR,
-    Problem,
-    full_attention_bytes,
-    full_attention_flops,
-    nsa_bytes,
-    nsa_ceiling,
-    nsa_flops,
-    nsa_stage_flops,
+from nsa_bench.flops import full_attention_bytes, full_attention_flops, nsa_bytes, nsa_ceiling, nsa_flops
+from nsa_bench.kernels import nsa_attention_ref
+from nsa_bench.results import Unsupported, status_of
+from nsa_bench.suites.kernel_baselines import full_attention_case
+from nsa_bench.suites.kernel_cases import (
+    EXPECTED_STAGES,
+    Case,
+    check_nsa,
+    graphed,
+    kernels_attr,
+    nsa_case,
+    nsa_decode_case,
+    nsa_stage_cases,
+    stage_flops,
 )
-from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention_ref
-from nsa_bench.timing import PeakMemory, Timing, backward_call, time_calls
-
-IMPLS = ("fa2", "cudnn", "nsa", "ref")  # also the order of a sweep: baselines first
-MODES = ("fwd", "bwd", "decode")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Largest relative error (NSA_SPEC check, kernel_check docstring) accepted per dtype: fwd, bwd.
-TOLERANCE = {"bf16": (2e-2, 5e-2), "fp16": (5e-3, 2e-2)}
+from nsa_bench.suites.kernel_check import tolerance
+from nsa_bench.suites.kernel_spec import IMPLS, INTERPRET_SPEC, MODES, KernelBenchSpec
+from nsa_bench.timing import PeakMemory, Timing, time_calls
 
 COLUMNS = (
     "kind", "impl", "impl_detail", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv",
@@ -49,391 +48,23 @@ INTERPRETER_TIMING = "cpu, Triton interpreter: smoke run, not performance"
 CUDA_TIMING = "cuda events, L2 flushed"
 
 
-class Unsupported(Exception):
-    """This implementation cannot run this measurement here (recorded as 'unsupported: ...')."""
-
-
-@dataclass(frozen=True)
-class KernelBenchSpec:
-    """What one `nsa-bench kernels` run measures."""
-
-    seq_lens: tuple[int, ...] = (8192, 16384, 32768, 65536)
-    batch: int = 1
-    q_heads: int = 64
-    kv_heads: int = 4
-    dk: int = 128
-    dv: int = 128
-    dtype: str = "bf16"
-    nsa: NSAConfig = field(default_factory=NSAConfig)
-    impls: tuple[str, ...] = ("fa2", "cudnn", "nsa")
-    modes: tuple[str, ...] = MODES
-    stages: bool = True
-    cuda_graphs: bool = True
-    warmup: int = 5
-    repeats: int = 20
-    decode_batch: int = 8
-    check_rows: int = 1024
-    check_prefix: int = 2048
-    ref_max_len: int = 4096
-    tie_rtol: float = 1e-2
-    interpret: bool = False
-    seed: int = 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu" if self.interpret else "cuda")
-
-    def problem(self, seq_len: int, mode: str) -> Problem:
-        batch = self.decode_batch if mode == "decode" else self.batch
-        return Problem(seq_len, batch, self.q_heads, self.kv_heads, self.dk, self.dv, self.dtype)
-
-    def validate(self) -> None:
-        """Raise ValueError on a spec that cannot run."""
-        for name in ("batch", "q_heads", "kv_heads", "dk", "dv", "repeats", "decode_batch", "check_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0:
-            raise ValueError("warmup must be >= 0")
-        if self.q_heads % self.kv_heads:
-            raise ValueError(f"q_heads ({self.q_heads}) must be a multiple of kv_heads ({self.kv_heads})")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not self.seq_lens or min(self.seq_lens) < 1:
-            raise ValueError("give at least one positive sequence length")
-        for name, values, known in (("impl", self.impls, IMPLS), ("mode", self.modes, MODES)):
-            bad = [v for v in values if v not in known]
-            if bad or not values:
-                raise ValueError(f"unknown {name} {', '.join(bad) or '(none)'}; choose from {', '.join(known)}")
-
-
-# Defaults: the issue's H100 setup, and the tiny CPU smoke run of --interpret.
-H100_SPEC = KernelBenchSpec()
-INTERPRET_SPEC = KernelBenchSpec(
-    seq_lens=(64, 96), batch=1, q_heads=2, kv_heads=1, dk=16, dv=16, dtype="fp16",
-    nsa=NSAConfig.parse("8/4/16/4/32"), impls=("fa2", "nsa", "ref"), warmup=0, repeats=2,
-    decode_batch=2, check_rows=128, check_prefix=128, ref_max_len=128, interpret=True,
-)
-
-
-# ---- inputs ------------------------------------------------------------------------------------
-
-def _randn(shape, spec: KernelBenchSpec, seed: int) -> torch.Tensor:
-    gen = torch.Generator(device=spec.device).manual_seed(seed)
-    return torch.randn(shape, generator=gen, device=spec.device, dtype=DTYPES[spec.dtype])
-
-
-def nsa_inputs(spec: KernelBenchSpec, seq_len: int, batch: int, *, requires_grad: bool = False,
-               query_len: int | None = None) -> dict:
-    """Random q, k, v [B,T,H*,d] and sigmoid gates [B,T,HQ] (token-major, the kernels' layout).
-
-    query_len: rows of q and the gates (default T; 1 for a decode step's new token).
-    """
-    b, t = batch, seq_len
-    tq = seq_len if query_len is None else query_len
-    seed = spec.seed * 1_000_003 + seq_len
-    args = {
-        "q": _randn((b, tq, spec.q_heads, spec.dk), spec, seed),
-        "k": _randn((b, t, spec.kv_heads, spec.dk), spec, seed + 1),
-        "v": _randn((b, t, spec.kv_heads, spec.dv), spec, seed + 2),
-    }
-    for i, name in enumerate(("g_cmp", "g_slc", "g_win")):
-        args[name] = torch.sigmoid(_randn((b, tq, spec.q_heads), spec, seed + 3 + i))
-    for tensor in args.values():
-        tensor.requires_grad_(requires_grad)
-    return args
-
-
-def with_compression(args: dict, config: NSAConfig) -> dict:
-    """The kernel's full argument set: args plus mean-pooled k_cmp, v_cmp (detached)."""
-    with torch.no_grad():
-        k_cmp, v_cmp = mean_pool_compress(args["k"], config), mean_pool_compress(args["v"], config)
-    return {**{n: t.detach() for n, t in args.items()}, "k_cmp": k_cmp, "v_cmp": v_cmp}
-
-
-# ---- implementations ---------------------------------------------------------------------------
-
-@dataclass
-class Case:
-    """One prepared measurement: the call to time and what ran."""
-
-    call: Callable[[], object]
-    detail: str
-
-
-def _kernels_attr(name: str, module: str = "nsa_bench.kernels"):
-    """A name from the kernels package (or one of its modules), imported lazily: the Triton code
-    is imported only once TRITON_INTERPRET is settled."""
-    import importlib
-
-    value = getattr(importlib.import_module(module), name, None)
-    if value is None:
-        raise Unsupported(f"{module}.{name} is not in this tree")
-    return value
-
-
-def _nsa_pipeline(attention, config: NSAConfig):
-    """The whole NSA of one layer: mean-pool compression of k and v, then the attention."""
-
-    def run(q, k, v, g_cmp, g_slc, g_win):
-        k_cmp, v_cmp = mean_pool_compress(k, config), mean_pool_compress(v, config)
-        return attention(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config)
-
-    return run
-
-
-def _nsa_case(spec: KernelBenchSpec, seq_len: int, mode: str, attention, detail: str) -> Case:
-    pipeline = _nsa_pipeline(attention, spec.nsa)
-    args = nsa_inputs(spec, seq_len, spec.batch, requires_grad=mode == "bwd")
-    if mode == "fwd":
-        def call():
-            with torch.no_grad():
-                return pipeline(**args)
-        return Case(call, detail)
-    out = pipeline(**args)
-    return Case(backward_call(out, list(args.values())), detail)
-
-
-def nsa_decode_problem(spec: KernelBenchSpec, seq_len: int):
-    """(q [B,1,HQ,dk], NSACache holding seq_len random tokens per sequence, gates) for one step."""
-    make = _kernels_attr("make_decode_problem", "nsa_bench.kernels.decode")
-    return make(spec.decode_batch, seq_len, spec.q_heads, spec.kv_heads, spec.dk, spec.dv, spec.nsa,
-                DTYPES[spec.dtype], spec.device, seed=spec.seed * 1_000_003 + seq_len)
-
-
-def _nsa_decode_case(spec: KernelBenchSpec, seq_len: int) -> Case:
-    decode = _kernels_attr("nsa_decode")
-    q, cache, gates = nsa_decode_problem(spec, seq_len)
-    out = torch.empty(spec.decode_batch, 1, spec.q_heads, spec.dv, dtype=q.dtype, device=q.device)
-    return Case(lambda: decode(q, cache, *gates, spec.nsa, out=out),
-                "bundled Triton NSA decode step (nsa_decode over an NSACache, mean-pool compression)")
-
-
-def graphed(case: Case) -> Case:
-    """The case captured once into a CUDA graph (after 3 warm-up calls on a side stream) and
-    replayed: the time of the kernels without the host's launch overhead."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            case.call()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        case.call()
-    return Case(graph.replay, case.detail + "; replayed as a CUDA graph")
-
-
-def _sdpa_backend(impl: str):
-    from torch.nn.attention import SDPBackend
-
-    name = "FLASH_ATTENTION" if impl == "fa2" else "CUDNN_ATTENTION"
-    backend = getattr(SDPBackend, name, None)
-    if backend is None:
-        raise Unsupported(f"this torch has no SDPBackend.{name}")
-    return backend
-
-
-_PROBES: dict[tuple, bool] = {}
-
-
-def _sdpa_runs(impl: str, spec: KernelBenchSpec, gqa: bool) -> bool:
-    """Whether SDPA with the impl's backend runs fwd+bwd here on a tiny problem (cached)."""
-    from torch.nn.attention import sdpa_kernel
-
-    key = (impl, spec.dtype, spec.dk, spec.dv, spec.q_heads // spec.kv_heads, gqa, str(spec.device))
-    if key not in _PROBES:
-        group = spec.q_heads // spec.kv_heads
-        dtype = DTYPES[spec.dtype]
-        q = torch.randn(1, 2 * group, 128, spec.dk, device=spec.device, dtype=dtype, requires_grad=True)
-        k = torch.randn(1, 2 if gqa else 2 * group, 128, spec.dk, device=spec.device, dtype=dtype)
-        v = torch.randn(1, k.shape[1], 128, spec.dv, device=spec.device, dtype=dtype)
-        kwargs = {"enable_gqa": True} if gqa else {}
-        try:
-            with sdpa_kernel(_sdpa_backend(impl)):
-                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, **kwargs)
-            out.sum().backward()
-            if spec.device.type == "cuda":
-                torch.cuda.synchronize()
-            _PROBES[key] = True
-        except (RuntimeError, TypeError, Unsupported):
-            _PROBES[key] = False
-    return _PROBES[key]
-
-
-def _flash_attn_package():
-    """flash_attn's functions when the package imports (CUDA only), else None."""
-    try:
-        from flash_attn import flash_attn_func, flash_attn_with_kvcache
-    except Exception:
-        return None
-    return flash_attn_func, flash_attn_with_kvcache
-
-
-def _full_attention_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
-    """fa2 (flash_attn, else SDPA's flash backend) or cudnn (SDPA's cuDNN backend)."""
-    from nsa_bench.environment import cudnn_attention_available, fa2_baseline
-
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    batch = spec.decode_batch if mode == "decode" else spec.batch
-    group = spec.q_heads // spec.kv_heads
-
-    if spec.interpret:
-        if impl == "cudnn":
-            raise Unsupported("cuDNN attention needs a CUDA GPU")
-        detail = "torch SDPA on the CPU (interpreter smoke stand-in, not FlashAttention)"
-        backend_ctx = None
-    elif impl == "fa2" and _flash_attn_package() is not None:
-        return _flash_attn_case(spec, seq_len, mode, batch, fa2_baseline())
-    else:
-        if impl == "cudnn" and not cudnn_attention_available():
-            raise Unsupported("torch SDPA's cuDNN backend does not run here")
-        detail = fa2_baseline() if impl == "fa2" else "torch SDPA cuDNN backend"
-        backend_ctx = _sdpa_backend(impl)
-
-    def attend(q, k, v, **kwargs):
-        if backend_ctx is None:
-            return sdpa(q, k, v, **kwargs)
-        from torch.nn.attention import sdpa_kernel
-
-        with sdpa_kernel(backend_ctx):
-            return sdpa(q, k, v, **kwargs)
-
-    args = nsa_inputs(spec, seq_len, batch, query_len=1 if mode == "decode" else None)
-    q, k, v = (args[n].transpose(1, 2).contiguous() for n in ("q", "k", "v"))  # SDPA: [B,H,T,D]
-    del args
-    if mode == "decode":
-        # One new token per sequence: its G query heads of a KV group become G query rows over
-        # that group's cache, so no KV head is repeated and the cache is read once.
-        q_step = q.reshape(batch, spec.kv_heads, group, spec.dk)  # query head h*G + g uses KV head h
-        detail += "; decode: G query heads of a KV group as G query rows, cache read once"
-        return Case(lambda: attend(q_step, k, v), detail)
-
-    kwargs = {"is_causal": True}
-    if group > 1:
-        if spec.interpret or _sdpa_runs(impl, spec, gqa=True):
-            kwargs["enable_gqa"] = True
-            detail += "; GQA via enable_gqa"
-        else:
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            detail += "; GQA via KV heads repeated before the timed call"
-    if mode == "fwd":
-        def call():
-            with torch.no_grad():
-                return attend(q, k, v, **kwargs)
-        return Case(call, detail)
-    q, k, v = (t.requires_grad_(True) for t in (q, k, v))
-    out = attend(q, k, v, **kwargs)
-    return Case(backward_call(out, [q, k, v]), detail)
-
-
-def _flash_attn_case(spec: KernelBenchSpec, seq_len: int, mode: str, batch: int, detail: str) -> Case:
-    """The flash_attn package: native GQA, token-major layout."""
-    flash_attn_func, flash_attn_with_kvcache = _flash_attn_package()
-    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd", query_len=1 if mode == "decode" else None)
-    q, k, v = args["q"], args["k"], args["v"]
-    if mode == "decode":
-        lens = torch.full((batch,), seq_len, dtype=torch.int32, device=q.device)
-        return Case(lambda: flash_attn_with_kvcache(q, k, v, cache_seqlens=lens),
-                    detail + "; decode: flash_attn_with_kvcache")
-    if mode == "fwd":
-        def call():
-            with torch.no_grad():
-                return flash_attn_func(q, k, v, causal=True)
-        return Case(call, detail)
-    out = flash_attn_func(q, k, v, causal=True)
-    return Case(backward_call(out, [q, k, v]), detail)
-
-
 def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
     """The prepared measurement of one implementation (IMPLS) in one mode at one length."""
     if impl in ("fa2", "cudnn"):
-        return _full_attention_case(impl, spec, seq_len, mode)
+        return full_attention_case(impl, spec, seq_len, mode)
     if impl == "nsa":
         if mode == "decode":
-            return _nsa_decode_case(spec, seq_len)
-        return _nsa_case(spec, seq_len, mode, _kernels_attr("nsa_attention"),
+            return nsa_decode_case(spec, seq_len)
+        return nsa_case(spec, seq_len, mode, kernels_attr("nsa_attention"),
                          "bundled Triton NSA (nsa_attention) with mean-pool compression")
     if impl == "ref":
         if mode == "decode":
             raise Unsupported("the reference has no decode step")
         if seq_len > spec.ref_max_len:
             raise Unsupported(f"the reference runs only up to --ref-max-len {spec.ref_max_len} tokens")
-        return _nsa_case(spec, seq_len, mode, nsa_attention_ref,
+        return nsa_case(spec, seq_len, mode, nsa_attention_ref,
                          "PyTorch reference (nsa_attention_ref, float32 math) with mean-pool compression")
     raise ValueError(f"unknown implementation {impl!r}")
-
-
-# ---- NSA stages -----------------------------------------------------------------------------------
-
-# Kernel stages are named '<branch>_<what>' (nsa_forward_stages / nsa_backward_stages). The
-# branch names the nsa_bench.flops NSA_STAGES the stage computes; in the backward the suffix says
-# which matmuls it runs: a dq pass recomputes QK^T and dP and forms dQ (3 matmuls, 1.5x the
-# forward's 2), a dk/dv pass also recomputes them and forms dK and dV (2x), a fused one 2.5x.
-STAGE_BRANCHES = {"compress": ["compress"], "cmp": ["cmp_attn"], "select": ["importance", "topk"],
-                  "slc": ["slc_attn"], "win": ["win_attn"], "combine": ["gates"], "gate": ["gates"]}
-BACKWARD_STAGE_FACTORS = {"dq": 1.5, "dkv": 2.0, "bwd": BACKWARD_MATMUL_FACTOR}
-EXPECTED_STAGES = {"fwd": 6, "bwd": 8}  # for the progress bar only
-
-
-def stage_flops(spec: KernelBenchSpec, seq_len: int, mode: str, stage: str) -> float:
-    """Counted FLOPs of one named kernel stage (see STAGE_BRANCHES); NaN for an unknown name, 0 for
-    bookkeeping stages (e.g. building an index)."""
-    branch, _, what = stage.partition("_")
-    parts = STAGE_BRANCHES.get(branch)
-    if parts is None:
-        return math.nan
-    factor = 1.0
-    if mode == "bwd" and any(p.endswith("_attn") for p in parts):
-        factor = BACKWARD_STAGE_FACTORS.get(what, 0.0)
-    p = spec.problem(seq_len, mode)
-    return factor * float(sum(nsa_stage_flops(p, spec.nsa, s) for s in parts))
-
-
-def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int, mode: str) -> list[tuple[str, Case]]:
-    """(stage name, case) for each stage of the NSA forward or backward, in launch order.
-
-    The stages come from nsa_bench.kernels.nsa_forward_stages / nsa_backward_stages, which run
-    the forward once to prepare every stage's inputs. The forward gets the mean-pool compression
-    of k and v as a first stage (it is part of the timed whole).
-    """
-    args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
-    if mode == "fwd":
-        stages = list(_kernels_attr("nsa_forward_stages")(**args, config=spec.nsa))
-        k, v = args["k"], args["v"]
-
-        def compress():
-            return mean_pool_compress(k, spec.nsa), mean_pool_compress(v, spec.nsa)
-
-        stages.insert(0, ("compress", compress))
-        source = "nsa_forward_stages"
-    else:
-        shape = (spec.batch, seq_len, spec.q_heads, spec.dv)
-        dout = _randn(shape, spec, spec.seed + seq_len + 7)
-        try:
-            backward_stages = _kernels_attr("nsa_backward_stages")
-        except Unsupported:  # defined beside nsa_attention, not exported by the package
-            backward_stages = _kernels_attr("nsa_backward_stages", "nsa_bench.kernels.parallel")
-        stages = list(backward_stages(**args, config=spec.nsa, dout=dout))
-        source = "nsa_backward_stages"
-    return [(name, Case(fn, "mean_pool_compress of k and v (torch)" if name == "compress" and mode == "fwd"
-                        else f"{source}: {name}")) for name, fn in stages]
-
-
-# ---- correctness ---------------------------------------------------------------------------------
-
-def check_nsa(spec: KernelBenchSpec, seq_len: int, mode: str):
-    """Run the kernel_check of one mode on fresh inputs: CheckResult (kernel_check docstring)."""
-    from nsa_bench.suites.kernel_check import check_backward, check_decode, check_forward
-
-    tie_rtol = spec.tie_rtol
-    if mode == "decode":
-        q, cache, gates = nsa_decode_problem(spec, seq_len)
-        return check_decode(_kernels_attr("nsa_decode"), q, cache, gates, spec.nsa, tie_rtol=tie_rtol)
-    attention = _kernels_attr("nsa_attention")
-    args = with_compression(nsa_inputs(spec, seq_len, spec.batch), spec.nsa)
-    if mode == "fwd":
-        return check_forward(attention, args, spec.nsa, spec.check_rows, tie_rtol=tie_rtol)
-    return check_backward(attention, args, spec.nsa, spec.check_prefix, tie_rtol=tie_rtol)
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -445,24 +76,12 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _failure_status(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = (text[0] if text else type(error).__name__)[:200]
-    if isinstance(error, torch.OutOfMemoryError):
-        return "oom"
-    if isinstance(error, Unsupported):
-        return f"unsupported: {message}"
-    if isinstance(error, ValueError) or type(error).__name__ == "OutOfResources":
-        return f"unsupported: {type(error).__name__}: {message}"
-    return f"error: {type(error).__name__}: {message}"
-
-
 def guarded(work: Callable[[], object]) -> tuple[str, object]:
     """Run work(); ('ok', result) or (status, None) for OOM, unsupported and errors."""
     try:
         return "ok", work()
     except Exception as error:  # noqa: BLE001 - every failure becomes a row (OOM included)
-        status = _failure_status(error)
+        status = status_of(error)
     release_memory()
     return status, None
 
@@ -580,7 +199,7 @@ def _record_check(spec: KernelBenchSpec, mode: str, row: dict, status: str, resu
         row["status"] = f"ok (check not run: {status})"
         return
     row.update(max_rel_err=result.max_rel_err, check_rows=result.rows, check_tie_rows=result.tie_rows)
-    tol = TOLERANCE[spec.dtype][1 if mode == "bwd" else 0]
+    tol = tolerance(spec.dtype, backward=mode == "bwd")
     if not result.max_rel_err <= tol:
         row["status"] = f"error: differs from the reference (max_rel_err {result.max_rel_err:.3g} > {tol:g})"
 
@@ -694,78 +313,23 @@ def _summary_table(rows: list[dict]):
     return table
 
 
-def _csv_list(text: str, what: str) -> tuple[str, ...]:
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not items:
-        raise ValueError(f"give at least one {what}")
-    return items
-
-
-def spec_command(spec: KernelBenchSpec, out: str, reports: str, tag: str | None) -> str:
-    """The full `nsa-bench kernels` command line that reproduces a spec."""
-    parts = ["nsa-bench kernels"]
-    if spec.interpret:
-        parts.append("--interpret")
-    parts += [
-        f"--seq {','.join(str(n) for n in spec.seq_lens)}", f"--batch {spec.batch}", f"--q-heads {spec.q_heads}",
-        f"--kv-heads {spec.kv_heads}", f"--dk {spec.dk}", f"--dv {spec.dv}", f"--dtype {spec.dtype}",
-        f"--nsa-config {spec.nsa}", f"--impl {','.join(spec.impls)}", f"--mode {','.join(spec.modes)}",
-        "--stages" if spec.stages else "--no-stages", "--cuda-graph" if spec.cuda_graphs else "--no-cuda-graph",
-        f"--decode-batch {spec.decode_batch}",
-        f"--warmup {spec.warmup}", f"--repeats {spec.repeats}", f"--check-rows {spec.check_rows}",
-        f"--check-prefix {spec.check_prefix}", f"--ref-max-len {spec.ref_max_len}", f"--out {out}",
-        f"--reports {reports}",
-    ]
-    if tag:
-        parts.append(f"--tag {tag}")
-    return " ".join(parts)
-
-
-def spec_from_options(*, interpret: bool, out: str, reports: str, tag: str | None, seq: str | None,
-                      nsa_config: str | None, impl: str | None, mode: str | None, stages: bool,
-                      cuda_graphs: bool = True,
-                      cmp_block=None, cmp_stride=None, slc_block=None, slc_count=None, window=None,
-                      **sizes) -> tuple[KernelBenchSpec, str]:
-    """The spec of the CLI's options (None: the H100 default, or the --interpret preset) and its
-    reproducing command. Bad input raises nsa_bench.errors.UsageError."""
-    from dataclasses import replace
-
-    from nsa_bench.errors import UsageError
-    from nsa_bench.flops import parse_size
-
-    base = INTERPRET_SPEC if interpret else H100_SPEC
-    try:
-        changes = {k: v for k, v in sizes.items() if v is not None}
-        if seq is not None:
-            changes["seq_lens"] = tuple(parse_size(x) for x in _csv_list(seq, "sequence length"))
-        if impl is not None:
-            changes["impls"] = _csv_list(impl, "implementation")
-        if mode is not None:
-            changes["modes"] = _csv_list(mode, "mode")
-        config = NSAConfig.parse(nsa_config) if nsa_config is not None else base.nsa
-        overrides = {k: v for k, v in dict(cmp_block=cmp_block, cmp_stride=cmp_stride, slc_block=slc_block,
-                                           slc_count=slc_count, window=window).items() if v is not None}
-        changes["nsa"] = replace(config, **overrides) if overrides else config
-        spec = replace(base, stages=stages, cuda_graphs=cuda_graphs, **changes)
-        spec.validate()
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if tag is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", tag):
-        raise UsageError(f"--tag {tag!r}: use letters, digits, '.', '_' or '-'")
-    return spec, spec_command(spec, out, reports, tag)
-
-
 def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: str | Path, tag: str | None = None,
                      *, command: str = "", console=None, force: bool = False) -> tuple[Path, Path]:
     """The whole command: sweep with a progress bar, CSV, plots, markdown and a terminal table.
 
     Returns (csv path, markdown path). An existing CSV is replaced only with `force` (see free_tag).
     """
+    from nsa_bench.suites.kernel_plots import write_report
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from nsa_bench.results import ResultWriter
-    from nsa_bench.suites.kernel_plots import write_report
 
     spec.validate()
     console = console or Console()

@@ -1,18 +1,23 @@
-"""Correctness of the NSA kernels against the PyTorch reference, before they are timed.
+"""The one correctness layer: how a kernel is compared with the PyTorch reference.
 
-At benchmark lengths (64k) the reference cannot run on every row, so the check uses two exact
-shortcuts, both in float64:
-- Forward: `nsa_rows_ref` computes NSA for a chosen set of query rows only (the first, the last
-  and evenly spaced ones between), from the same public pieces as `nsa_attention_ref`
-  (top_blocks, overlap_weights, masked_softmax); tests pin it to `nsa_attention_ref`.
+Used by the kernel benchmark's pre-timing check, training's start-up check, the GPU scripts in
+scripts/ and the tests, so there is one error definition and one tolerance table:
+
+- `rel_err(got, want)` = max |got - want| / max |want| over the compared values, in float64;
+  inf when `got` has a non-finite value. This is the `max_rel_err` of every result row.
+- `TOLERANCE[dtype]` = (forward, backward) largest accepted `rel_err` per kernel dtype.
+
+At benchmark lengths (64k) the reference cannot run on every row, so the checks below use two
+exact shortcuts, both in float64:
+- Forward: `nsa_rows_ref` (kernels/reference_rows.py) computes NSA for a chosen set of query rows
+  only (the first, the last and evenly spaced ones between); tests pin it to `nsa_attention_ref`.
 - Backward: causality. With the output gradient zero beyond a prefix of P rows, every gradient
   of the full-length call equals the reference's gradient on the length-P problem (and is zero
   beyond it), so the reference runs at length P only.
 
-Relative error = max |kernel - reference| / max |reference| over the checked values. Where two
-candidate blocks score within `tie_rtol` of each other at the top-n cut, rounding may flip the
-selection; such near-tie rows are left out of the forward error (those with a larger error than
-the rest are counted in `tie_rows`) and get no output gradient in the backward check.
+Where two candidate blocks score within `tie_rtol` of each other at the top-n cut, rounding may
+flip the selection; such near-tie rows are left out of the forward error (those with a larger
+error than the rest are counted in `tie_rows`) and get no output gradient in the backward check.
 """
 
 from __future__ import annotations
@@ -23,9 +28,34 @@ from dataclasses import dataclass
 import torch
 
 from nsa_bench.kernels import NSAConfig, nsa_attention_ref
-from nsa_bench.kernels.reference import masked_softmax, overlap_weights, selection_keys, top_blocks
+from nsa_bench.kernels.reference import masked_softmax, overlap_weights, selection_keys
+from nsa_bench.kernels.reference_rows import nsa_rows_ref
 
 ROW_CHUNK = 128
+# Largest rel_err accepted per kernel dtype: (forward, backward); fp32 is for the interpreter tests.
+TOLERANCE = {"bf16": (2e-2, 5e-2), "fp16": (5e-3, 2e-2), "fp32": (2e-5, 2e-5)}
+DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def tolerance(dtype: torch.dtype | str, backward: bool = False) -> float:
+    """TOLERANCE of a kernel dtype (torch dtype or its TOLERANCE name), forward or backward."""
+    name = DTYPE_NAMES.get(dtype, dtype)
+    if name not in TOLERANCE:
+        raise ValueError(f"no tolerance for dtype {dtype}; known: {', '.join(TOLERANCE)}")
+    return TOLERANCE[name][1 if backward else 0]
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want| / max |want| in float64 (the difference itself when want is all zero);
+    inf when got has a non-finite value, 0 for empty tensors."""
+    got, want = got.detach().double(), want.detach().double()
+    if not torch.isfinite(got).all():
+        return math.inf
+    if not want.numel():
+        return 0.0
+    diff = (got - want).abs().max().item()
+    denom = want.abs().max().item()
+    return diff / denom if denom > 0 else diff
 
 
 @dataclass(frozen=True)
@@ -48,94 +78,40 @@ def check_rows(seq_len: int, n_rows: int) -> torch.Tensor:
     return torch.unique(rows)
 
 
-def _heads_first(x: torch.Tensor) -> torch.Tensor:
-    return x.transpose(1, 2).to(torch.float64)
-
-
-def _gather_keys(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """x [B,H,T,d] gathered at positions [B|1,H|1,c,S] (clamped into range) -> [B,H,c,S,d]."""
-    b, h, t, d = x.shape
-    pos = positions.clamp(0, t - 1).expand(b, h, *positions.shape[2:])
-    flat = pos.reshape(b, h, -1, 1).expand(-1, -1, -1, d)
-    return x.gather(2, flat).view(b, h, *pos.shape[2:], d)
-
-
-def _attend(q, keys, values, mask, scale):
-    """q [B,H,G,c,dk] over per-row keys [B,H,c,S,d] with mask [B|1,H|1,c,S] -> [B,H,G,c,dv]."""
-    scores = torch.einsum("bhgcd,bhcsd->bhgcs", q, keys) * scale
-    probs = masked_softmax(scores, mask.unsqueeze(2))
-    return torch.einsum("bhgcs,bhcsd->bhgcd", probs, values)
-
-
-def _near_ties(scores: torch.Tensor, positions: torch.Tensor, config: NSAConfig, tie_rtol: float) -> torch.Tensor:
-    """[B,H,c] bool: the n-th and (n+1)-th candidate block scores are within tie_rtol."""
-    n_slc = scores.shape[-1]
-    key, _ = selection_keys(scores, positions, config)
-    n = config.slc_count
-    if n_slc <= n:
-        return torch.zeros(scores.shape[:-1], dtype=torch.bool, device=scores.device)
-    top = torch.topk(key, n + 1, dim=-1).values
-    last_in, first_out = top[..., n - 1], top[..., n]
-    contested = torch.isfinite(last_in) & torch.isfinite(first_out)
-    return contested & (last_in - first_out <= tie_rtol * last_in.abs())
-
-
-def nsa_rows_ref(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config: NSAConfig, rows: torch.Tensor,
-                 *, scale=None, tie_rtol: float = 1e-2):
-    """NSA output at the given query rows, in float64, and which rows are near-ties.
-
-    Same arguments as nsa_attention_ref (shared k/v per branch) plus `rows` (sorted positions).
-    Returns (out [B, c, HQ, dv] float64, ties [B, c] bool).
-    """
+def near_ties(q, k_cmp, config: NSAConfig, rows: torch.Tensor, *, scale=None, tie_rtol: float = 1e-2):
+    """[B, rows] bool: for some KV head, the n-th and (n+1)-th candidate selection-block scores of
+    the row are within tie_rtol (float64), so rounding may flip which block is selected."""
     batch, seq_len, q_heads, dk = q.shape
-    kv_heads, dv = k.shape[2], v.shape[3]
-    group = q_heads // kv_heads
+    kv_heads, n_cmp = k_cmp.shape[2], k_cmp.shape[1]
     scale = 1.0 / math.sqrt(dk) if scale is None else scale
-    kh, vh = _heads_first(k), _heads_first(v)
-    kc, vc = _heads_first(k_cmp), _heads_first(v_cmp)
-    n_cmp, n_slc = kc.shape[2], config.num_slc_blocks(seq_len)
+    n_slc, n = config.num_slc_blocks(seq_len), config.slc_count
+    rows = rows.to(q.device)
+    if n_slc <= n or n_cmp == 0:
+        return torch.zeros(batch, rows.numel(), dtype=torch.bool, device=q.device)
+    kc = k_cmp.transpose(1, 2).double()
     weights = overlap_weights(config, n_cmp, n_slc, q.device, torch.float64)
     block_end = torch.arange(n_cmp, device=q.device) * config.cmp_stride + config.cmp_block - 1
-    rows = rows.to(q.device)
-    outs, ties = [], []
+    ties = []
     for r0 in range(0, rows.numel(), ROW_CHUNK):
         pos = rows[r0:r0 + ROW_CHUNK]
-        c = pos.numel()
-        qr = _heads_first(q[:, pos]).reshape(batch, kv_heads, group, c, dk)
-        gates = [_heads_first(g[:, pos].unsqueeze(-1)).reshape(batch, kv_heads, group, c, 1)
-                 for g in (g_cmp, g_slc, g_win)]
-
-        if n_cmp:
-            cmp_scores = torch.einsum("bhgcd,bhnd->bhgcn", qr, kc) * scale
-            probs = masked_softmax(cmp_scores, block_end <= pos.unsqueeze(-1))
-        else:
-            probs = qr.new_zeros(*qr.shape[:-1], 0)
-        o_cmp = torch.einsum("bhgcn,bhnd->bhgcd", probs, vc)
-
-        block_scores = (probs @ weights).sum(dim=2)  # [B,H,c,N_slc]
-        chosen = top_blocks(block_scores, pos, config)  # [B,H,c,n], -1 padded
-        slc_pos = (chosen.unsqueeze(-1) * config.slc_block
-                   + torch.arange(config.slc_block, device=q.device)).flatten(-2)
-        slc_ok = (chosen >= 0).repeat_interleave(config.slc_block, dim=-1) & (slc_pos <= pos.view(1, 1, c, 1))
-        o_slc = _attend(qr, _gather_keys(kh, slc_pos), _gather_keys(vh, slc_pos), slc_ok, scale)
-
-        win_pos = pos.unsqueeze(-1) - config.window + 1 + torch.arange(config.window, device=q.device)
-        win_pos = win_pos.view(1, 1, c, config.window)
-        o_win = _attend(qr, _gather_keys(kh, win_pos), _gather_keys(vh, win_pos), win_pos >= 0, scale)
-
-        out = gates[0] * o_cmp + gates[1] * o_slc + gates[2] * o_win  # [B,H,G,c,dv]
-        outs.append(out.reshape(batch, q_heads, c, dv).transpose(1, 2))
-        ties.append(_near_ties(block_scores, pos, config, tie_rtol).any(dim=1))
-    return torch.cat(outs, dim=1), torch.cat(ties, dim=1)
+        qr = q[:, pos].transpose(1, 2).double().reshape(batch, kv_heads, q_heads // kv_heads, pos.numel(), dk)
+        probs = masked_softmax(torch.einsum("bhgcd,bhnd->bhgcn", qr, kc) * scale, block_end <= pos.unsqueeze(-1))
+        key, _ = selection_keys((probs @ weights).sum(dim=2), pos, config)  # [B,H,c,N_slc]
+        top = torch.topk(key, n + 1, dim=-1).values
+        last_in, first_out = top[..., n - 1], top[..., n]
+        contested = torch.isfinite(last_in) & torch.isfinite(first_out)
+        ties.append((contested & (last_in - first_out <= tie_rtol * last_in.abs())).any(dim=1))
+    return torch.cat(ties, dim=1)
 
 
-def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.double(), want.double()
-    if not torch.isfinite(got).all():
-        return math.inf
-    denom = want.abs().max().item()
-    diff = (got - want).abs().max().item() if want.numel() else 0.0
-    return diff / denom if denom > 0 else diff
+def reference_rows(args: dict, config: NSAConfig, rows: torch.Tensor, *, tie_rtol: float = 1e-2):
+    """(out [B, rows, HQ, dv] float64, ties [B, rows] bool): the reference at `rows` and its near-ties.
+
+    args: q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win (nsa_attention_ref's arguments).
+    """
+    rows = rows.to(args["q"].device)
+    out, _ = nsa_rows_ref(**args, config=config, positions=rows, dtype=torch.float64)
+    return out, near_ties(args["q"], args["k_cmp"], config, rows, tie_rtol=tie_rtol)
 
 
 def _row_errors(got: torch.Tensor, want: torch.Tensor, ties: torch.Tensor) -> tuple[float, int]:
@@ -158,7 +134,7 @@ def check_forward(nsa_fn, args: dict, config: NSAConfig, n_rows: int, *, tie_rto
     with torch.no_grad():
         out = nsa_fn(**args, config=config)
         rows = check_rows(args["q"].shape[1], n_rows).to(out.device)
-        want, ties = nsa_rows_ref(**args, config=config, rows=rows, tie_rtol=tie_rtol)
+        want, ties = reference_rows(args, config, rows, tie_rtol=tie_rtol)
         err, excused = _row_errors(out[:, rows], want, ties)
     return CheckResult(err, int(rows.numel()), excused)
 
@@ -175,8 +151,9 @@ def check_decode(decode_fn, q, cache, gates, config: NSAConfig, *, tie_rtol: flo
             t = k.shape[1]
             q_rows = q[b:b + 1].expand(1, t, -1, -1)  # only row t - 1 is read
             g_rows = [g[b:b + 1].expand(1, t, -1) for g in gates]
-            want, tie = nsa_rows_ref(q_rows, k, v, k_cmp, v_cmp, *g_rows, config,
-                                     torch.tensor([t - 1], device=q.device), tie_rtol=tie_rtol)
+            row_args = dict(zip(("q", "k", "v", "k_cmp", "v_cmp", "g_cmp", "g_slc", "g_win"),
+                                (q_rows, k, v, k_cmp, v_cmp, *g_rows)))
+            want, tie = reference_rows(row_args, config, torch.tensor([t - 1], device=q.device), tie_rtol=tie_rtol)
             wants.append(want[0, 0])
             ties.append(bool(tie[0, 0]))
         err, excused = _row_errors(got[:, None], torch.stack(wants)[:, None],
@@ -195,8 +172,7 @@ def check_backward(nsa_fn, args: dict, config: NSAConfig, prefix: int, *, tie_rt
     p = min(prefix, seq_len)
     leaves = {n: args[n].detach().clone().requires_grad_(True) for n in names}
     with torch.no_grad():
-        _, ties = nsa_rows_ref(**{n: args[n] for n in names}, config=config,
-                               rows=torch.arange(p, device=args["q"].device), tie_rtol=tie_rtol)
+        ties = near_ties(args["q"], args["k_cmp"], config, torch.arange(p), tie_rtol=tie_rtol)
     out = nsa_fn(**leaves, config=config)
     grad_out = torch.zeros_like(out)
     grad_out[:, :p] = torch.randn_like(out[:, :p])
@@ -213,7 +189,7 @@ def check_backward(nsa_fn, args: dict, config: NSAConfig, prefix: int, *, tie_rt
     err = 0.0
     for g, w in zip(got, want):  # the prefix against the reference, the rest must be zero
         n = w.shape[1]
-        err = max(err, _rel_err(g[:, :n], w))
+        err = max(err, rel_err(g[:, :n], w))
         if g.shape[1] > n:
             rest = g[:, n:]
             beyond = rest.abs().max().item() if torch.isfinite(rest).all() else math.inf

@@ -43,6 +43,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from nsa_bench.environment import resolve_device
 from nsa_bench.lm import CausalLM
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class NSABenchLM(LM):
                 raise ValueError("nsa-bench model: give pretrained=PATH_OR_PRESET")
             from nsa_bench.models import load_lm
 
-            lm = load_lm(pretrained, attention=attention, device=_device(device), nsa_config=nsa_config,
+            lm = load_lm(pretrained, attention=attention, device=resolve_device(device), nsa_config=nsa_config,
                          add_bos_token=add_bos)
         self.lm = lm
         self.add_special = add_bos if add_bos is not None else bool(getattr(lm, "adds_special_tokens", False))
@@ -291,14 +292,6 @@ class NSABenchLM(LM):
         starts with the BOS token's text (or add_bos_token=false)."""
         starts_with_bos = bool(self.bos_text) and context.startswith(self.bos_text)
         return self.tok_encode(context, special=self.add_special and not starts_with_bos)
-
-
-def _device(device: str | None) -> str:
-    """The device to load on: as asked, but CPU when CUDA is asked for and absent (lm_eval's default)."""
-    if device and device.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("nsa-bench model: %s asked for but no CUDA GPU here; using cpu", device)
-        return "cpu"
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
 from nsa_bench.paired import example_scores, interval_fields, nsa_minus_full, run_rows, scored_fields, write_new
+from nsa_bench.results import status_of
 
 from .lmeval_data import TASKS_DIR, DataError, mmlu_subjects, read_gsm8k, read_mmlu
 
@@ -139,12 +140,6 @@ def _free_cuda() -> None:
         torch.cuda.empty_cache()
 
 
-def _status(error: BaseException) -> str:
-    if "out of memory" in str(error).lower():
-        return "oom"
-    return f"error: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
-
-
 def run_lmeval(
     models: dict[str, str],
     load: Callable[[str, str], CausalLM],
@@ -227,7 +222,7 @@ def run_lmeval(
                         write(model, attention, task, lm_task, row)
                 except (RuntimeError, MemoryError) as error:
                     write(model, attention, task, lm_task,
-                          {"metric": "", "score": float("nan"), "n": 0, "status": _status(error)})
+                          {"metric": "", "score": float("nan"), "n": 0, "status": status_of(error)})
                     _free_cuda()
                 bar.advance(job)
                 if progress and not bar.console.is_terminal:  # a log gets a line per task, not a live bar

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from nsa_bench.errors import UsageError
+from nsa_bench.flops import parse_size
 from nsa_bench.lm import CausalLM
 from nsa_bench.paired import nsa_minus_full, run_rows, scored_fields, write_new
+from nsa_bench.results import status_of
 
 from .haystack import TokenHaystack, cycled, generated_sentences, insertion_point, read_text_dir, split_sentences
 from .needle_tasks import TASKS as FAMILY_TASKS
@@ -44,19 +46,6 @@ DEFAULT_NEEDLE = "\nThe pass key is {value}. Remember it. {value} is the pass ke
 DEFAULT_QUESTION = "\nWhat is the pass key? The pass key is "
 METRICS = ("exact_match", "prefix_match")
 FAMILY_METRICS = ("exact_match", "match_all")  # every reference found (0/1); the share found (RULER's score)
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """'8k' -> 8192, '64K' -> 65536, '1m' -> 1048576, '3000' -> 3000 (k = 1024 tokens)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(f"bad context length {text!r} (use e.g. 4096, 8k, 64k)")
-    value = float(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[match.group(2).lower()]
-    if value < 1 or value != int(value):
-        raise UsageError(f"bad context length {text!r}: must be a positive whole number of tokens")
-    return int(value)
 
 
 def ctx_ladder(ctx: int) -> list[int]:
@@ -69,9 +58,11 @@ def parse_ctx(spec: str) -> list[int]:
     parts = [p for p in spec.split(",") if p.strip()]
     if not parts:
         raise UsageError("--ctx is empty")
-    if len(parts) == 1:
-        return ctx_ladder(parse_size(parts[0]))
-    return sorted({parse_size(p) for p in parts})
+    try:
+        sizes = [parse_size(p) for p in parts]
+    except ValueError as error:
+        raise UsageError(f"bad context length: {error}") from None
+    return ctx_ladder(sizes[0]) if len(parts) == 1 else sorted(set(sizes))
 
 
 def parse_tasks(spec: str) -> list[str | None]:
@@ -250,15 +241,6 @@ def _stderr(scores: Sequence[float]) -> float:
     return math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n)
 
 
-def _is_oom(error: BaseException) -> bool:
-    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
-
-
-def _error_status(error: BaseException) -> str:
-    first_line = (str(error).splitlines() or [""])[0][:200]
-    return f"error: {type(error).__name__}: {first_line}"
-
-
 def run_cell(
     lm: CausalLM, grid: NeedleGrid, haystacks: list[TokenHaystack], ctx_len: int, depth: float, max_length: int
 ) -> dict:
@@ -399,7 +381,7 @@ def run_needle(
                 try:
                     cell = run_cell(lm, grid, haystacks, ctx_len, depth, max_length)
                 except (RuntimeError, MemoryError) as error:
-                    cell = {"status": "oom" if _is_oom(error) else _error_status(error)}
+                    cell = {"status": status_of(error)}
                     _free_cuda()
                 for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
                     writer.write(row)
@@ -462,40 +444,12 @@ def heatmap_table(rows: list[dict], model: str, task: str, attention: str, metri
     return sel.pivot_table(index="depth", columns="ctx_len", values="score", aggfunc="mean", dropna=False).sort_index()
 
 
-def _size_label(n: int) -> str:
-    return f"{n // 1024}k" if n % 1024 == 0 else str(n)
-
-
-def _draw(table, title: str, path: Path, cmap: str, vmin: float, vmax: float, label: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.0 + 0.9 * table.shape[1]), 1.6 + 0.42 * table.shape[0]))
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="lightgray")
-    image = ax.imshow(np.ma.masked_invalid(table.values.astype(float)), cmap=colors, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(table.shape[1]), [_size_label(int(c)) for c in table.columns])
-    ax.set_yticks(range(table.shape[0]), [f"{d:.0%}" for d in table.index])
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth")
-    ax.set_title(title, fontsize=10)
-    for (i, j), value in np.ndenumerate(table.values):
-        ax.text(j, i, f"{value:.2f}" if value == value else "n/a", ha="center", va="center", fontsize=7)
-    fig.colorbar(image, ax=ax, label=label)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def plot_heatmaps(
     csv: str | Path, models: dict[str, str], task: str, report_dir: str | Path, stem: str = "needle"
 ) -> list[Path]:
     """PNGs of exact match (depth x length) per attention (`<stem>_<attention>.png`) and, when both
     attentions have rows, NSA minus full (`<stem>_diff.png`); `models` maps attention -> model."""
+    from nsa_bench.plots import heatmap_figure, save
     from nsa_bench.results import read_rows
 
     rows = read_rows(csv) if Path(csv).exists() else []
@@ -506,10 +460,10 @@ def plot_heatmaps(
         if table is None:
             continue
         tables[attention] = table
-        title = f"{task}: exact match, {attention} attention\n{model}"
-        paths.append(_draw(table, title, report_dir / f"{stem}_{attention}.png", "RdYlGn", 0.0, 1.0, "exact match"))
+        title = f"{task}: exact match, {attention} attention, {model}"
+        paths.append(save(heatmap_figure([(title, table, "viridis", 0.0)]), report_dir / f"{stem}_{attention}.png"))
     if {"nsa", "full"} <= tables.keys():
         diff = tables["nsa"].sub(tables["full"])
-        title = f"{task}: exact match, NSA minus full\nnsa: {models['nsa']}  full: {models['full']}"
-        paths.append(_draw(diff, title, report_dir / f"{stem}_diff.png", "RdBu", -1.0, 1.0, "NSA - full"))
+        title = f"{task}: exact match, NSA − full (nsa: {models['nsa']}, full: {models['full']})"
+        paths.append(save(heatmap_figure([(title, diff, "RdBu", -1.0)]), report_dir / f"{stem}_diff.png"))
     return paths

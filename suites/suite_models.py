@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from nsa_bench.environment import resolve_device
 from nsa_bench.errors import UsageError
 
 _ATTENTIONS = {"nsa": ("nsa",), "full": ("full",), "both": ("nsa", "full")}
@@ -53,13 +54,9 @@ def check_models(models: dict[str, str], nsa_config: str | None = None) -> None:
 
 def load_model(model: str, attention: str, device: str | None = None, nsa_config: str | None = None):
     """The CausalLM for a path or preset with the given attention; bad input -> UsageError."""
-    import torch
-
     from nsa_bench.models import load_lm
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU here")
+    device = resolve_device(device)
     config = _nsa_config(nsa_config)
     return _as_usage_error(model, lambda: load_lm(model, attention=attention, device=device, nsa_config=config))
 

@@ -13,6 +13,7 @@ from nsa_bench.kernels import (
     nsa_attention_ref,
     nsa_select_blocks,
 )
+from nsa_bench.suites.kernel_check import rel_err
 
 F64 = torch.float64
 
@@ -90,10 +91,6 @@ def _brute_force(q, k, v, k_cmp, v_cmp, gates, c, k_slc=None, v_slc=None, k_win=
     return out, selections
 
 
-def _rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
 @pytest.mark.parametrize(
     "seq_len,q_heads,kv_heads,dk,dv,config,separate",
     [
@@ -108,7 +105,7 @@ def test_reference_matches_brute_force(seq_len, q_heads, kv_heads, dk, dv, confi
     q, k, v, k_cmp, v_cmp, gates, extra = _inputs(2, seq_len, q_heads, kv_heads, dk, dv, c, seed=seq_len, separate=separate)
     expected, selections = _brute_force(q, k, v, k_cmp, v_cmp, gates, c, **extra)
     got = nsa_attention_ref(q, k, v, k_cmp, v_cmp, *gates, c, **extra)
-    assert _rel_err(got, expected) < 1e-12
+    assert rel_err(got, expected) < 1e-12
     indices = nsa_select_blocks(q, k_cmp, c)
     for (b, t, h), chosen in selections.items():
         row = [j for j in indices[b, t, h].tolist() if j >= 0]
@@ -124,14 +121,14 @@ def test_selection_covering_everything_is_full_attention():
     c = NSAConfig(8, 4, 16, 8, 16)  # n * l' = 128 >= T
     q, k, v, k_cmp, v_cmp, gates, _ = _inputs(2, 100, 8, 2, 16, 8, c, seed=1)
     got = nsa_attention_ref(q, k, v, k_cmp, v_cmp, *_only(1, gates), c)
-    assert _rel_err(got, full_attention_ref(q, k, v)) < 1e-12
+    assert rel_err(got, full_attention_ref(q, k, v)) < 1e-12
 
 
 def test_window_covering_everything_is_full_attention():
     c = NSAConfig(8, 4, 16, 4, 128)
     q, k, v, k_cmp, v_cmp, gates, _ = _inputs(2, 100, 4, 4, 8, 8, c, seed=2)
     got = nsa_attention_ref(q, k, v, k_cmp, v_cmp, *_only(2, gates), c)
-    assert _rel_err(got, full_attention_ref(q, k, v)) < 1e-12
+    assert rel_err(got, full_attention_ref(q, k, v)) < 1e-12
 
 
 def test_full_attention_ref_matches_sdpa():
@@ -139,7 +136,7 @@ def test_full_attention_ref_matches_sdpa():
     expected = torch.nn.functional.scaled_dot_product_attention(
         q.transpose(1, 2), k.repeat_interleave(4, 2).transpose(1, 2), v.repeat_interleave(4, 2).transpose(1, 2),
         is_causal=True).transpose(1, 2)
-    assert _rel_err(full_attention_ref(q, k, v), expected) < 1e-12
+    assert rel_err(full_attention_ref(q, k, v), expected) < 1e-12
 
 
 def test_every_selection_holds_initial_and_local_blocks():

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from safetensors import SafetensorError
 
+from nsa_bench.environment import resolve_device
 from nsa_bench.errors import UsageError
 from nsa_bench.kernels import NSAConfig
 
@@ -186,7 +187,7 @@ def load_lm(
     """
     if attention is not None and attention not in ATTENTIONS:
         raise UsageError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     nsa = None if nsa_config is None else str(nsa_config if isinstance(nsa_config, NSAConfig) else NSAConfig.parse(str(nsa_config)))
     spec = str(path_or_preset)
     changes = {} if nsa is None else {"nsa": nsa}

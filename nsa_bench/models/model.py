@@ -216,14 +216,6 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-def _has_decode_kernels() -> bool:
-    try:
-        from nsa_bench.kernels import NSACache, nsa_decode  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class Transformer(nn.Module):
     """Decoder-only LM: token embedding (tied to the output head), blocks, final RMSNorm.
 
@@ -257,13 +249,13 @@ class Transformer(nn.Module):
     def new_cache(self, max_len: int | None = None, decode_kernels: bool | None = None) -> list:
         """Per-layer caches for generation. NSA layers use the Triton decode kernels (NSADecodeCache,
         which needs max_len, the most tokens the cache will hold) when decode_kernels is True, or, by
-        default, on CUDA when the checkout has them and nsa_impl is not 'reference'; otherwise they
+        default, on CUDA when nsa_impl is not 'reference'; otherwise they
         keep raw keys/values and attend with nsa_attention over them."""
         if decode_kernels is None:
             device = self.embed.weight.device
             decode_kernels = (
                 self.cfg.attention == "nsa" and max_len is not None and device.type == "cuda"
-                and self.nsa_impl != "reference" and _has_decode_kernels()
+                and self.nsa_impl != "reference"
             )
         if decode_kernels:
             if self.cfg.attention != "nsa" or max_len is None:

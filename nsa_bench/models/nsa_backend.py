@@ -1,8 +1,8 @@
 """Which NSA implementation a model calls: the Triton kernels on CUDA, the PyTorch reference otherwise.
 
 impl = 'auto'       on CUDA the Triton kernel (`nsa_bench.kernels.nsa_attention`), falling back to the
-                    reference, with one warning on stderr, where the kernel is missing or rejects the
-                    shapes (e.g. a GQA group it does not support); on CPU the reference
+                    reference, with one warning on stderr, where the kernel rejects the shapes (e.g. a
+                    GQA group it does not support); on CPU the reference
        'triton'     the Triton kernel, or an error saying why not (training at long context needs it)
        'reference'  the PyTorch reference everywhere (correct, slow at long context)
 """
@@ -24,15 +24,6 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         print(f"nsa-bench: warning: {message}", file=sys.stderr)
-
-
-def triton_nsa() -> Callable | None:
-    """nsa_bench.kernels.nsa_attention when the kernels package provides it, else None."""
-    try:
-        from nsa_bench.kernels import nsa_attention
-    except ImportError:
-        return None
-    return nsa_attention
 
 
 def _kernel_or_reference(kernel: Callable) -> Callable:
@@ -59,13 +50,6 @@ def nsa_function(device: torch.device, impl: str = "auto") -> Callable:
         raise RuntimeError(f"the Triton NSA kernel needs a CUDA device, got {device}")
     if not on_cuda:
         return nsa_attention_ref
-    kernel = triton_nsa()
-    if kernel is None:
-        if impl == "triton":
-            raise RuntimeError(
-                "the Triton NSA kernel (nsa_bench.kernels.nsa_attention) is not available in this checkout; "
-                "use the PyTorch reference explicitly (nsa_impl='reference', --nsa-impl reference) if slow is fine"
-            )
-        _warn_once("Triton NSA kernel not available; using the slow PyTorch reference on CUDA")
-        return nsa_attention_ref
+    from nsa_bench.kernels import nsa_attention as kernel  # Triton, imported on first use
+
     return kernel if impl == "triton" else _kernel_or_reference(kernel)
