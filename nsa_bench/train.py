@@ -166,7 +166,6 @@ def check_triton_nsa(cfg: TrainConfig, device: torch.device) -> str:
         return "PyTorch reference (nsa_attention_ref)"
     fn = nsa_function(device, "triton")
     from nsa_bench.kernels import mean_pool_compress, nsa_attention_ref
-    from nsa_bench.suites.kernel_check import rel_err, tolerance
 
     nsa = mcfg.nsa_config
     t = min(cfg.ctx, 2048)
@@ -189,11 +188,14 @@ def check_triton_nsa(cfg: TrainConfig, device: torch.device) -> str:
     except Exception as error:  # the kernel failed to compile or run on this GPU
         raise RuntimeError(f"the Triton NSA kernel failed on {torch.cuda.get_device_name(device)}: "
                            f"{type(error).__name__}: {error}") from error
+    # Norm-wide error here, not kernel_check.rel_err (max-abs): this quick check leaves near-tie rows of
+    # the top-n selection in, where bf16 rounding may pick another block for a whole row; a norm absorbs
+    # a few such rows, a max-abs measure would stop a healthy training run.
     for name, got, want in zip(("output", "dq", "dk", "dv"), *results):
-        err, tol = rel_err(got, want), tolerance(torch.bfloat16, backward=name != "output")
-        if not err <= tol:
+        err = float((got - want).norm() / want.norm().clamp_min(1e-6)) if got.numel() else 0.0
+        if not err <= 0.05:
             raise RuntimeError(f"the Triton NSA kernel disagrees with the reference on {name}: "
-                               f"relative error {err:.3g} > {tol:g}")
+                               f"relative error (norm) {err:.3g} > 0.05")
     return "Triton (nsa_bench.kernels.nsa_attention)"
 
 
