@@ -63,8 +63,8 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
             data[column] = math.nan
     for column in NUMERIC:
         data[column] = pd.to_numeric(data[column], errors="coerce")
-    if not data["row_kind"].isin(["kernel", "quality", "train"]).any():
-        raise UsageError("none of the CSVs holds kernel, quality or train rows (docs/RESULTS_SCHEMA.md)")
+    if not data["row_kind"].isin(["kernel", "quality", "train", "train_speed"]).any():
+        raise UsageError("none of the CSVs holds kernel, quality, train or train_speed rows (docs/RESULTS_SCHEMA.md)")
     return data
 
 
@@ -353,6 +353,18 @@ def needle_section(figs: _Figures, frame: pd.DataFrame) -> str:
 
 # ---- training ------------------------------------------------------------------------------------
 
+def train_speed_section(frame: pd.DataFrame) -> str:
+    """Training tokens/s of full and NSA per preset and length, and NSA's speedup (`nsa-bench train-speed`)."""
+    rows = []
+    for (model, length), g in frame.groupby(["model", "ctx_len"], sort=True):
+        by = {r["attention"]: r for r in g.to_dict(orient="records")}
+        cells = [f"{by[a]['tokens_per_s']:,.0f}" if a in by and is_ok(str(by[a].get("status"))) else
+                 str(by.get(a, {}).get("status", "")) for a in ("full", "nsa")]
+        speedup = by.get("nsa", {}).get("speedup_full", math.nan)
+        rows.append([model, _cell(length), *cells, _fmt(speedup, ".2f") + ("x" if speedup == speedup else "")])
+    return "## Training throughput\n\n" + md_table(["preset", "context", "full tok/s", "NSA tok/s", "NSA / full"], rows) + "\n"
+
+
 def train_section(figs: _Figures, frame: pd.DataFrame) -> str:
     """Loss against step (raw faint, smoothed, held-out dots) and the final row of each model."""
     frame = _ok(frame)
@@ -394,7 +406,7 @@ def build_report(paths: list[str | Path], out: str | Path = "runs/report/report.
         kernel = pd.DataFrame([normalize_kernel_row(r) for r in kernel.to_dict(orient="records")])
         kernel = kernel[kernel["seq_len"].notna()]
         sections.append(kernel_section(figs, kernel))
-    rows = data[data["row_kind"].isin(["quality", "train"])]
+    rows = data[data["row_kind"].isin(["quality", "train", "train_speed"])]
     machines = machine_of(rows)
     for machine, part in sorted(rows.groupby(machines, sort=False), key=lambda item: item[0] == "CPU"):
         figs.suffix = "" if machines.nunique() == 1 else "_" + re.sub(r"[^a-z0-9]+", "_", machine.lower()).strip("_")
@@ -430,6 +442,9 @@ def quality_and_train_sections(figs: _Figures, data: pd.DataFrame) -> list[str]:
                 sections.append(lmeval_section(frame))
             else:
                 sections.append(other_suite_section(str(suite), frame))
+    speed = data[data["row_kind"] == "train_speed"]
+    if not speed.empty:
+        sections.append(train_speed_section(speed))
     train = data[data["row_kind"] == "train"]
     if len(train):
         sections.append(train_section(figs, train))

@@ -27,3 +27,11 @@ def test_cli_plots_and_refuses_bad_input(tmp_path, capsys):
     assert "x full" in capsys.readouterr().out and out.with_suffix(".png").stat().st_size > 5000
     assert main(["train-speed", "--ctx", "8q", "--out", str(tmp_path / "b.csv")]) == 2
     assert main(["train-speed", "--ctx", "8", "--out", str(tmp_path / "c.csv")]) == 2
+
+
+def test_report_has_a_throughput_table(tmp_path):
+    from nsa_bench.report import build_report
+
+    measure_train_speed("tiny", [32], 64, tmp_path / "speed.csv", device="cpu", steps=1, warmup=0)
+    text = build_report([tmp_path / "speed.csv"], tmp_path / "r.md").read_text()
+    assert "## Training throughput" in text and "| tiny | 32 |" in text and "x |" in text
