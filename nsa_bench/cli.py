@@ -72,8 +72,12 @@ def train(
     plot: str = typer.Option(None, "--plot", help="Loss plot PNG (default: OUT/train_loss.png)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoints in OUT up to the budget."),
     force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a run (its files are replaced)."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="Under torchrun: shard the model with FSDP2 (fully_shard) instead of DistributedDataParallel."),
 ) -> None:
-    """Train an NSA / full-attention pair (or one model) on text plus dense needle-family retrieval; CSV, plot, checkpoints."""
+    """Train an NSA / full-attention pair (or one model) on text plus dense needle-family retrieval; CSV, plot, checkpoints.
+
+    Under `torchrun --nproc_per_node N -m nsa_bench.cli train ...` the --batch is the global batch, split over the N processes."""
+    from nsa_bench import distributed
     from nsa_bench.train import TrainConfig
     from nsa_bench.train import train as run_training
 
@@ -83,13 +87,17 @@ def train(
         tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         curriculum=curriculum, tokenizer=tokenizer, workers=workers, eval_every=eval_every,
         save_every=save_every, seed=seed, device=device, nsa=nsa, nsa_impl=nsa_impl, csv=csv, plot=plot, resume=resume,
-        force=force,
+        force=force, fsdp=fsdp,
     )
     try:
         config = config.resolved()
         finals = run_training(config)
     except (ValueError, RuntimeError) as error:
         raise UsageError(str(error)) from None
+    finally:
+        distributed.close()
+    if not distributed.launched_ranks().main:
+        return
     for attention, row in finals.items():
         typer.echo(
             f"{attention:4s} steps {row.get('step')}  loss {row.get('loss', float('nan')):.4f}  "

@@ -11,6 +11,10 @@ they are produced; held-out loss and retrieval accuracy every eval_every steps; 
 directory load_lm reads, plus the optimizer state) every save_every steps and at the end. The
 budget is steps and/or seconds of training time (eval and checkpointing not counted; one untimed
 warm-up step on CUDA compiles the kernels first, so both attentions start on equal terms).
+
+Under torchrun each step's batch is the same global batch split over the ranks (DistributedDataParallel,
+or FSDP2 with fsdp), so seed, data order and budget mean the same at any world size; the slowest rank's
+step time is every rank's, so all stop together; rank 0 writes the CSV, plot and checkpoints.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
+from nsa_bench import distributed
+from nsa_bench.distributed import Ranks
 from nsa_bench.models import Transformer, load_checkpoint, preset, save_checkpoint
 from nsa_bench.models.model import bf16_autocast
 from nsa_bench.models.nsa_backend import nsa_function
 from nsa_bench.models.tokenizer import load_tokenizer, train_bpe
-from nsa_bench.environment import resolve_device
 from nsa_bench.results import ResultWriter, status_of
 from nsa_bench.corpus import default_corpus, describe_default_corpus
 from nsa_bench.prefetch import Prefetcher
 from nsa_bench.train_data import TrainData, load_corpus, tokenizer_text
+from nsa_bench.train_parallel import engine, full_states, load_optimizer, plain_copy, wrap
 
 # Training settings that suit each model preset (TrainConfig fields left None take these).
 PRESET_DEFAULTS = {
@@ -79,6 +85,7 @@ class TrainConfig:
     csv: str | None = None
     plot: str | None = None
     resume: bool = False
+    fsdp: bool = False  # under torchrun: FSDP2 (fully_shard) instead of DistributedDataParallel
     force: bool = False  # start over in an `out` that holds a run (else: ValueError)
     extra: dict = field(default_factory=dict)
 
@@ -141,15 +148,19 @@ def length_at(cfg: TrainConfig, progress: float) -> int:
     return stages[min(len(stages) - 1, int(progress / cfg.curriculum * len(stages)))]
 
 
-def lm_loss(model: Transformer, ids: torch.Tensor, mask: torch.Tensor | None = None, answer_weight: float = 0.0):
+def lm_loss(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = None, answer_weight: float = 0.0,
+            answer_tokens: float | None = None):
     """Training loss (mean next-token loss, plus answer_weight x the mean over the answer tokens of
-    mask), per-token losses [B, T], and per-token argmax hits [B, T]."""
+    mask), per-token losses [B, T], and per-token argmax hits [B, T]. answer_tokens, when given, divides
+    the answer tokens' summed loss instead of their count (a rank's share of the global batch's count)."""
     logits = model(ids[:, :-1])
     targets = ids[:, 1:]
     per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view_as(targets)
     loss = per_token.mean()
-    if answer_weight and mask is not None and mask.any():
+    if answer_weight and mask is not None and answer_tokens is None and mask.any():
         loss = loss + answer_weight * per_token[mask].mean()
+    elif answer_weight and mask is not None and answer_tokens:
+        loss = loss + answer_weight * per_token[mask].sum() / answer_tokens
     return loss, per_token.detach(), (logits.detach().argmax(-1) == targets)
 
 
@@ -200,10 +211,12 @@ def check_triton_nsa(cfg: TrainConfig, device: torch.device) -> str:
 
 
 class _Run:
-    """One model's training state: model, optimizer, step, training seconds so far."""
+    """One model's training state: model (net: what trains it, the model wrapped for this world size),
+    optimizer, step, training seconds so far."""
 
-    def __init__(self, cfg: TrainConfig, attention: str, device: torch.device, tokenizer):
-        self.cfg, self.attention, self.device = cfg, attention, device
+    def __init__(self, cfg: TrainConfig, attention: str, device: torch.device, tokenizer, ranks: Ranks = Ranks()):
+        self.cfg, self.attention, self.device, self.ranks = cfg, attention, device, ranks
+        self.sharded = ranks.distributed and cfg.fsdp
         self.dir = Path(cfg.out) / attention
         vocab = preset(cfg.preset).vocab_size if tokenizer.name == "byte" else _round_up(tokenizer.vocab_size, 64)
         changes = dict(attention=attention, max_seq_len=cfg.ctx, vocab_size=vocab, tokenizer=tokenizer.name,
@@ -215,6 +228,7 @@ class _Run:
             state = torch.load(self.dir / "train_state.pt", map_location=device, weights_only=True)  # no code
         else:
             self.model = Transformer(preset(cfg.preset, **changes), nsa_impl=cfg.nsa_impl).to(device)
+        self.net = wrap(self.model, ranks, cfg.fsdp)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         other = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(
@@ -225,40 +239,56 @@ class _Run:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         if state is not None:
-            self.opt.load_state_dict(state["optimizer"])
+            load_optimizer(self.model, self.opt, state["optimizer"], self.sharded)
             self.step, self.wall, self.tokens = state["step"], state["wall"], state["tokens"]
 
     def done(self) -> bool:
         return progress_of(self.cfg, self.step, self.wall) >= 1.0
 
     def save(self) -> None:
-        save_checkpoint(self.model, self.dir)
-        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "wall": self.wall,
+        """Rank 0 writes the checkpoint (under FSDP every rank gathers its shards first)."""
+        if not (self.sharded or self.ranks.main):
+            return
+        weights, optimizer = full_states(self.model, self.opt, self.sharded)
+        if not self.ranks.main:
+            return
+        save_checkpoint(plain_copy(self.model, weights) if self.sharded else self.model, self.dir)
+        torch.save({"optimizer": optimizer, "step": self.step, "wall": self.wall,
                     "tokens": self.tokens, "train_config": asdict(self.cfg)}, self.dir / "train_state.pt")
 
     def train_step(self, ids: torch.Tensor, mask: torch.Tensor) -> dict:
-        cfg = self.cfg
+        """One optimizer step on the global batch (ids, mask); each rank trains on its rows of it."""
+        cfg, ranks = self.cfg, self.ranks
         lr = lr_at(cfg, self.step, progress_of(cfg, self.step, self.wall))
         for group in self.opt.param_groups:
             group["lr"] = lr
+        n_tokens, answer_tokens = ids.shape[0] * (ids.shape[1] - 1), None
+        if ranks.distributed:
+            if ids.shape[0] % ranks.world_size:
+                raise ValueError(f"a batch of {ids.shape[0]} rows does not split over {ranks.world_size} processes")
+            answer_tokens = float(mask.sum()) / ranks.world_size  # the gradients are averaged over the ranks
+            ids, mask = ids[ranks.rank :: ranks.world_size], mask[ranks.rank :: ranks.world_size]
         ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         _sync(self.device)
         t0 = time.perf_counter()
         with bf16_autocast(self.device):
-            loss, per_token, _ = lm_loss(self.model, ids, mask, cfg.answer_weight)
+            loss, per_token, _ = lm_loss(self.net, ids, mask, cfg.answer_weight, answer_tokens)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+            grad_norm = grad_norm.full_tensor()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         _sync(self.device)
-        seconds = time.perf_counter() - t0
+        seconds = distributed.all_reduce([time.perf_counter() - t0], self.device, "max")[0]
         self.step += 1
         self.wall += seconds
-        n_tokens = ids.shape[0] * (ids.shape[1] - 1)
         self.tokens += n_tokens
-        answer_loss = float(per_token[mask].mean()) if mask.any() else float("nan")
+        total, answer_sum, answers = distributed.all_reduce(
+            [float(per_token.sum()), float(per_token[mask].sum()), float(mask.sum())], self.device)
+        answer_loss = answer_sum / answers if answers else float("nan")
         peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else float("nan")
-        return {"step": self.step, "loss": float(per_token.mean()), "answer_loss": answer_loss, "lr": lr,
+        return {"step": self.step, "loss": total / n_tokens, "answer_loss": answer_loss, "lr": lr,
                 "length": ids.shape[1] - 1,
                 "grad_norm": float(grad_norm), "step_s": seconds, "tokens_per_s": n_tokens / seconds,
                 "wall_s": self.wall, "tokens": self.tokens, "peak_mem_gb": peak}
@@ -266,7 +296,7 @@ class _Run:
     def warm_up(self, ids: torch.Tensor) -> None:
         """An untimed forward/backward that compiles kernels; the weights do not change."""
         with bf16_autocast(self.device):
-            loss, _, _ = lm_loss(self.model, ids.to(self.device))
+            loss, _, _ = lm_loss(self.net, ids[self.ranks.rank :: self.ranks.world_size].to(self.device))
         loss.backward()
         self.opt.zero_grad(set_to_none=True)
         _sync(self.device)
@@ -295,16 +325,19 @@ class _Run:
                 "val_answer_n": len(hits), "val_answer_token_acc": sum(token_hits) / max(1, len(token_hits)), **per_task}
 
 
-def training_tokenizer(cfg: TrainConfig, text: str):
+def training_tokenizer(cfg: TrainConfig, text: str, ranks: Ranks = Ranks()):
     """cfg.tokenizer, else the preset's: 'byte', a tokenizer directory, or 'bpe': a BPE tokenizer
-    trained on the corpus and the needle family's wording, saved as OUT/tokenizer (reused on resume)."""
+    trained on the corpus and the needle family's wording, saved as OUT/tokenizer (reused on resume;
+    rank 0 trains it, the other ranks load it)."""
     spec = cfg.tokenizer or preset(cfg.preset).tokenizer
     if spec != "bpe":
         return load_tokenizer(spec)
     path = Path(cfg.out).resolve() / "tokenizer"
     if cfg.resume and path.is_dir():
         return load_tokenizer(str(path))
-    return train_bpe(tokenizer_text(text, cfg.seed), path, BPE_VOCAB)
+    tokenizer = train_bpe(tokenizer_text(text, cfg.seed), path, BPE_VOCAB) if ranks.main else None
+    distributed.barrier()
+    return tokenizer or load_tokenizer(str(path))
 
 
 def slow_on_cpu(cfg: TrainConfig, device: torch.device) -> str | None:
@@ -325,18 +358,23 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
     on_step(attention, row) is called after each step's row is written (logging, or stopping by raising).
     """
     cfg = cfg.resolved()
+    device = distributed.rank_device(cfg.device)
+    ranks = distributed.init(device)
+    if cfg.batch % ranks.world_size:
+        raise ValueError(f"the global batch ({cfg.batch}) must split evenly over {ranks.world_size} processes")
     existing = [p for p in [Path(cfg.csv)] + [Path(cfg.out) / a / "config.json" for a in cfg.attentions] if p.exists()]
     if existing and not (cfg.resume or cfg.force):
         raise ValueError(f"{cfg.out} holds a run already ({existing[0]}): --resume continues it, --force starts over, "
                          "or give another --out")
-    device = resolve_device(cfg.device)
+    distributed.barrier()  # every rank has looked before rank 0 writes
+    progress = progress and ranks.main
     warning = slow_on_cpu(cfg, device)
     if warning and progress:
         from rich.console import Console
 
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     text = load_corpus(cfg.data) if cfg.data else default_corpus(seed=cfg.seed)
-    tokenizer = training_tokenizer(cfg, text)
+    tokenizer = training_tokenizer(cfg, text, ranks)
     data = TrainData(text, tokenizer, cfg.ctx, cfg.batch, cfg.seed, cfg.retrieval_frac,
                      **({"tasks": tuple(cfg.tasks)} if cfg.tasks else {}))
     batches = Prefetcher(data, cfg.workers)  # forks its workers now, before CUDA starts
@@ -346,21 +384,23 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
         nsa_function(device, cfg.nsa_impl)  # fails early when the requested implementation cannot run here
     nsa_runs = check_triton_nsa(cfg, device) if "nsa" in cfg.attentions else ""
     csv = Path(cfg.csv)
-    if not cfg.resume and csv.exists():
+    if ranks.main and not cfg.resume and csv.exists():
         csv.unlink()
-    writer = ResultWriter(csv, extra={
+    writer = None if not ranks.main else ResultWriter(csv, extra={
         "kind": "train", "suite": "train", "model": cfg.preset, "ctx_len": cfg.ctx, "batch": cfg.batch,
         "seed": cfg.seed, "data": cfg.data or describe_default_corpus(), "tokenizer": tokenizer.name,
         "retrieval_frac": cfg.retrieval_frac, "answer_weight": cfg.answer_weight, "curriculum": cfg.curriculum,
         "tasks": ",".join(data.tasks),
         "n_text_tokens": data.n_text_tokens,
-        "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget, **cfg.extra,
+        "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget,
+        "world_size": ranks.world_size, "parallel": engine(ranks, cfg.fsdp), **cfg.extra,
     })
     finals = {}
     try:
         for attention in cfg.attentions:
-            run = _Run(cfg, attention, device, tokenizer)
-            writer.rows = [r for r in writer.rows if r.get("attention") != attention or int(r["step"]) <= run.step]
+            run = _Run(cfg, attention, device, tokenizer, ranks)
+            if writer:
+                writer.rows = [r for r in writer.rows if r.get("attention") != attention or int(r["step"]) <= run.step]
             fixed = {"attention": attention, "params": run.model.num_params(), "status": "ok",
                      "nsa_config": run.model.cfg.nsa if attention == "nsa" else "",
                      "impl_detail": nsa_runs if attention == "nsa" else f"torch SDPA ({device.type})"}
@@ -370,14 +410,14 @@ def train(cfg: TrainConfig, on_step: Callable[[str, dict], None] | None = None, 
                 torch.cuda.empty_cache()
     finally:
         batches.close()
-    if finals:
+    if finals and ranks.main:
         from nsa_bench.train_plot import plot_training
 
         plot_training(csv, cfg.plot)
     return finals
 
 
-def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: ResultWriter, fixed: dict, on_step,
+def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: ResultWriter | None, fixed: dict, on_step,
                show: bool) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -401,7 +441,8 @@ def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: Res
                 row = {**fixed, **run.train_step(*batch), "data_wait_s": waited}
                 if run.step % cfg.eval_every == 0 or run.done():
                     row.update(run.evaluate(data))
-                writer.write(row)
+                if writer:
+                    writer.write(row)
                 if run.step % cfg.save_every == 0 or run.done():
                     run.save()
                 info = f"step {run.step} loss {row['loss']:.3f} {row['tokens_per_s']:,.0f} tok/s"
@@ -415,6 +456,7 @@ def _train_one(cfg, run: _Run, data: TrainData, batches: Prefetcher, writer: Res
                     on_step(run.attention, row)
         except torch.cuda.OutOfMemoryError as error:
             row = {**fixed, "step": run.step, "status": status_of(error)}
-            writer.write(row)
+            if writer:
+                writer.write(row)
             run.opt.zero_grad(set_to_none=True)
     return row
