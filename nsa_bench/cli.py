@@ -265,6 +265,7 @@ def needle(
     nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
 ) -> None:
     """Needle in a haystack: exact match over context lengths x needle depths, heatmaps per attention."""
+    from nsa_bench import distributed
     from nsa_bench.suites.needle import DEFAULT_NEEDLE, DEFAULT_QUESTION, NeedleGrid, parse_ctx, parse_depths, parse_tasks, run_needle
     from nsa_bench.suites.needle_summary import run_summary, summary_lines
     from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
@@ -285,9 +286,15 @@ def needle(
         raise UsageError(NO_PAIR)
     models = models_by_attention(model, attentions(attn))
     check_models(models, nsa_config)
-    for grid in grids:
-        for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
-            typer.echo(f"wrote {path}")
+    distributed.init(distributed.rank_device(device))  # under torchrun: the ranks share the cells out
+    try:
+        for grid in grids:
+            for path in run_needle(models, lambda m, a: load_model(m, a, device, nsa_config), grid, out, report_dir):
+                typer.echo(f"wrote {path}")
+    finally:
+        distributed.close()
+    if not distributed.launched_ranks().main:
+        return
     typer.echo(f"rows in {out}")
     summaries = [run_summary(out, models, grid) for grid in grids]
     for grid, summary in zip(grids, summaries):

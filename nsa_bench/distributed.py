@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
+
+from nsa_bench.environment import resolve_device
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,13 @@ def launched_ranks() -> Ranks:
 
 
 def rank_device(device: str | None) -> torch.device:
-    """The device this rank uses: cuda:LOCAL_RANK on a GPU machine (or when 'cuda' is asked), else the one asked."""
+    """The device this rank uses: resolve_device's (the one asked, default CUDA when present; UsageError
+    for CUDA without a GPU), and for a bare 'cuda' under a launcher this rank's GPU, cuda:LOCAL_RANK."""
+    resolved = resolve_device(device)
     ranks = launched_ranks()
-    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and ranks.distributed:
+    if resolved.type == "cuda" and resolved.index is None and ranks.distributed:
         return torch.device("cuda", ranks.local_rank)
-    return torch.device(name)
+    return resolved
 
 
 def init(device: torch.device) -> Ranks:
@@ -52,7 +56,9 @@ def init(device: torch.device) -> Ranks:
     if ranks.distributed and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return ranks
 
 
@@ -94,6 +100,18 @@ def broadcast_object(obj):
     return box[0]
 
 
-def shard(items: list, ranks: Ranks) -> list:
-    """This rank's share of items: every world_size-th one from its rank (the whole list in one process)."""
-    return items[ranks.rank :: ranks.world_size]
+
+
+def current_ranks() -> Ranks:
+    """This process's ranks once it joined a process group, else rank 0 of 1."""
+    return launched_ranks() if dist.is_initialized() else Ranks()
+
+
+def map_in_rounds(items: list, work: Callable) -> Iterator[tuple]:
+    """(item, work(item)) for every item, in the items' order, on every rank: in each round the ranks
+    take one item each (rank r the r-th), then all results are gathered. Every rank must run it to the end."""
+    ranks = current_ranks()
+    for start in range(0, len(items), ranks.world_size):
+        chunk = items[start : start + ranks.world_size]
+        mine = work(chunk[ranks.rank]) if ranks.rank < len(chunk) else None
+        yield from zip(chunk, gather_objects(mine))

@@ -349,17 +349,25 @@ def run_needle(
 
     `load(model, attention)` gives the CausalLM (one at a time, freed before the next). Rows go to
     the CSV at `out` as cells finish; cells already there (same model, attention, grid) are skipped.
+    Under torchrun the ranks take the cells in turn and rank 0 writes every rank's rows, in the order
+    of a one-process run.
     """
     import gc
+
+    from nsa_bench import distributed
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from nsa_bench.results import ResultWriter
 
-    writer = ResultWriter(out)
+    main = distributed.current_ranks().main
+    writer = ResultWriter(out) if main else None
     cells = [(c, d) for c in grid.ctx_lens for d in grid.depths]
     keys = run_keys(models, grid)
-    todo = {a: [c for c in cells if not writer.done({**keys[a], "ctx_len": c[0], "depth": c[1]})] for a in models}
+    todo = {a: [c for c in cells if not writer.done({**keys[a], "ctx_len": c[0], "depth": c[1]})] for a in models} \
+        if main else None
+    todo = distributed.broadcast_object(todo)  # rank 0's reading of the CSV
+    progress = progress and main
     columns = (TextColumn("[bold]needle[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress or not any(todo.values())) as bar:
@@ -376,25 +384,30 @@ def run_needle(
             if grid.extrapolate:  # let the model take the longest cell (CausalLM truncates to max_length)
                 lm.max_length = max(max_length, *grid.ctx_lens)
             haystacks = grid.haystacks(lm.encode)
-            for ctx_len, depth in todo[attention]:
-                bar.update(job, description=f"{attention} ctx={ctx_len} depth={depth:.0%}")
+
+            def rows_of(ctx_depth: tuple[int, float]) -> list[dict]:
                 try:
-                    cell = run_cell(lm, grid, haystacks, ctx_len, depth, max_length)
+                    cell = run_cell(lm, grid, haystacks, *ctx_depth, max_length)
                 except (RuntimeError, MemoryError) as error:
                     cell = {"status": status_of(error)}
                     _free_cuda()
-                for row in cell_rows(model, attention, max_length, grid, ctx_len, depth, cell):
+                return cell_rows(model, attention, max_length, grid, *ctx_depth, cell)
+
+            for (ctx_len, depth), rows in distributed.map_in_rounds(todo[attention], rows_of):
+                for row in rows if writer else ():
                     writer.write(row)
-                bar.advance(job)
+                bar.update(job, advance=1, description=f"{attention} ctx={ctx_len} depth={depth:.0%}")
                 if progress and not bar.console.is_terminal:  # a log gets a line per cell, not a live bar
-                    task, score = bar.tasks[0], cell.get("exact_match")
-                    outcome = f"exact match {sum(score) / len(score):.2f}" if score else cell["status"].split(":")[0]
+                    task, first = bar.tasks[0], rows[0]
+                    outcome = f"{first['metric']} {first['score']:.2f}" if first["n"] else first["status"].split(":")[0]
                     bar.console.print(f"needle {attention} ctx={ctx_len} depth={depth:.0%}: {outcome} "
                                       f"({int(task.completed)}/{task.total:.0f}, {task.elapsed or 0:.0f} s)",
                                       highlight=False, soft_wrap=True)
             del lm, haystacks
             gc.collect()
             _free_cuda()
+    if not main:
+        return []
     if {"nsa", "full"} <= models.keys():
         write_paired_rows(writer, grid, models)
     if report_dir is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from nsa_bench.environment import resolve_device
 from nsa_bench.errors import UsageError
 
 _ATTENTIONS = {"nsa": ("nsa",), "full": ("full",), "both": ("nsa", "full")}
@@ -54,9 +53,10 @@ def check_models(models: dict[str, str], nsa_config: str | None = None) -> None:
 
 def load_model(model: str, attention: str, device: str | None = None, nsa_config: str | None = None):
     """The CausalLM for a path or preset with the given attention; bad input -> UsageError."""
+    from nsa_bench.distributed import rank_device
     from nsa_bench.models import load_lm
 
-    device = resolve_device(device)
+    device = rank_device(device)  # resolve_device's, and under torchrun this rank's GPU
     config = _nsa_config(nsa_config)
     return _as_usage_error(model, lambda: load_lm(model, attention=attention, device=device, nsa_config=config))
 

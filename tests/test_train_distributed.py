@@ -1,13 +1,10 @@
 """Training under torchrun on the CPU (gloo, 2 processes): the same global batch gives the losses of one
 process, with DistributedDataParallel and with FSDP2, and a run resumes across world sizes."""
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 from test_train import corpus  # noqa: F401  (the fixture)
+from torchrun import torchrun
 
 from nsa_bench.train import TrainConfig, train
 
@@ -15,16 +12,11 @@ pytestmark = pytest.mark.slow
 ARGS = dict(preset="tiny", ctx=128, batch=4, eval_every=2, lr=3e-3, device="cpu")
 
 
-def _torchrun(corpus, out, *flags, steps=4, attn="both", save_every=200):
-    """`nsa-bench train` under torchrun with 2 CPU processes; fails on a non-zero exit or after 5 minutes."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "nsa_bench.cli", "train", "--data", corpus, "--out", str(out), "--attn", attn,
-               "--preset", "tiny", "--ctx", "128", "--batch", "4", "--max-steps", str(steps), "--eval-every", "2",
-               "--lr", "3e-3", "--device", "cpu", "--save-every", str(save_every), *flags]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+def _torchrun(corpus, out, *flags, steps=4, attn="both", save_every=200) -> str:
+    """`nsa-bench train` under torchrun with 2 CPU processes; its output."""
+    return torchrun("train", "--data", corpus, "--out", str(out), "--attn", attn, "--preset", "tiny", "--ctx", "128",
+                    "--batch", "4", "--max-steps", str(steps), "--eval-every", "2", "--lr", "3e-3", "--device", "cpu",
+                    "--save-every", str(save_every), *flags).stdout
 
 
 def _one(corpus, out, **changes):
@@ -66,9 +58,6 @@ def test_resume_across_world_sizes(corpus, tmp_path):
 
 
 def test_batch_must_split_over_processes(corpus, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "nsa_bench.cli", "train", "--data", corpus, "--out", str(tmp_path), "--batch", "3",
-               "--max-steps", "1", "--device", "cpu"]
-    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    done = torchrun("train", "--data", corpus, "--out", str(tmp_path), "--batch", "3", "--max-steps", "1",
+                    "--device", "cpu", expect_ok=False)
     assert done.returncode != 0 and "must split evenly over 2 processes" in done.stdout + done.stderr
