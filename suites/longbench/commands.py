@@ -71,11 +71,13 @@ def run_command(
     code_sim: str = "levenshtein",
 ) -> list[dict]:
     """Generate predictions for the subsets in `data` with the model under each attention, score
-    them, append rows to the CSV `out` and print a table."""
+    them, append rows to the CSV `out` and print a table. Under torchrun the ranks share the examples
+    out and rank 0 writes the predictions, rows and table."""
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from nsa_bench import distributed
     from nsa_bench.results import ResultWriter
     from nsa_bench.suites.longbench.records import data_files
     from nsa_bench.suites.longbench.runner import load_subsets, prediction_dir, run_longbench
@@ -89,20 +91,27 @@ def run_command(
     check_models(chosen, nsa_config)
     subsets = load_subsets(data_files(data, _split(datasets)), max_examples)
     warn_if_chinese_without_jieba(list(subsets))
-    writer = ResultWriter(out, extra={"data": str(data), "max_examples": max_examples, "nsa_config": nsa_config})
+    main = distributed.init(distributed.rank_device(device)).main
+    writer = ResultWriter(out, extra={"data": str(data), "max_examples": max_examples, "nsa_config": nsa_config}) \
+        if main else None
     rows: list[dict] = []
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True), disable=not main,
     )
-    with progress:
-        for attention, model in chosen.items():
-            lm = load_model(model, attention, device, nsa_config)
-            rows += run_longbench(lm, subsets, prediction_dir(preds, model, attention), writer, progress, code_sim)
-            del lm
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+    try:
+        with progress:
+            for attention, model in chosen.items():
+                lm = load_model(model, attention, device, nsa_config)
+                rows += run_longbench(lm, subsets, prediction_dir(preds, model, attention), writer, progress, code_sim)
+                del lm
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    finally:
+        distributed.close()
+    if not main:
+        return rows
     console = Console()
     console.print(results_table(rows, f"LongBench: {', '.join(dict.fromkeys(chosen.values()))}"))
     if {"nsa", "full"} <= chosen.keys():

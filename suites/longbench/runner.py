@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
+from nsa_bench import distributed
 from nsa_bench.errors import UsageError
 from nsa_bench.lm import CausalLM
 from nsa_bench.results import ResultWriter
@@ -55,33 +57,40 @@ def _load_predictions(path: Path) -> dict[str, dict]:
 
 def predict_subset(lm: CausalLM, subset: str, records: Sequence[dict], path: Path, progress=None) -> list[dict]:
     """Prediction records for the examples, in order: those already in `path`, the rest generated
-    and appended to it one by one."""
+    and appended to it one by one (under torchrun: shared out over the ranks, rank 0 appends them all)."""
     spec = spec_for(subset)
     budget = lm.max_length - spec.max_gen
     if budget < 1:
         raise UsageError(f"{subset}: the model's window ({lm.max_length}) leaves no room for {spec.max_gen} new tokens")
+    main = distributed.current_ranks().main
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = _load_predictions(path)
+    done = distributed.broadcast_object(_load_predictions(path) if main else None)
+    keys = [example_id(record, index) for index, record in enumerate(records)]
+    todo = [(key, record) for key, record in zip(keys, records) if key not in done]
+
+    def predict(item: tuple[str, dict]) -> dict:
+        key, record = item
+        ids = lm.encode(build_prompt(spec, record))
+        new = lm.generate(truncate_middle(ids, budget), spec.max_gen, stop=spec.stop)
+        return {"_id": key, "pred": lm.decode(new), "answers": record["answers"],
+                "all_classes": record.get("all_classes"), "length": record.get("length"),
+                "prompt_tokens": len(ids), "truncated": len(ids) > budget}
+
     task = progress.add_task(f"{lm.attention} {subset}", total=len(records)) if progress else None
-    out = []
-    with path.open("a", encoding="utf-8") as sink:
-        for index, record in enumerate(records):
-            key = example_id(record, index)
-            if key not in done:
-                ids = lm.encode(build_prompt(spec, record))
-                new = lm.generate(truncate_middle(ids, budget), spec.max_gen, stop=spec.stop)
-                done[key] = {
-                    "_id": key, "pred": lm.decode(new), "answers": record["answers"],
-                    "all_classes": record.get("all_classes"), "length": record.get("length"),
-                    "prompt_tokens": len(ids), "truncated": len(ids) > budget,
-                }
-                sink.write(json.dumps(done[key], ensure_ascii=False) + "\n")
+    if progress:
+        progress.advance(task, len(records) - len(todo))
+    with path.open("a", encoding="utf-8") if main else nullcontext() as sink:
+        for (key, _), prediction in distributed.map_in_rounds(todo, predict):
+            done[key] = prediction
+            if sink:
+                sink.write(json.dumps(prediction, ensure_ascii=False) + "\n")
                 sink.flush()
-            out.append(done[key])
             if progress:
                 progress.advance(task)
-                _log_line(progress, task, last=index == len(records) - 1)
-    return out
+                _log_line(progress, task, last=False)
+    if progress:
+        _log_line(progress, task, last=True)
+    return [done[key] for key in keys]
 
 
 def _log_line(progress, task, last: bool) -> None:
