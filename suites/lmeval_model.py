@@ -16,8 +16,14 @@ Model arguments: pretrained (path or preset, see nsa_bench.models.load_lm), atte
 nsa_config (l/d/l_sel/n/w), device, batch_size (int, or 'auto': rows up to AUTO_BATCH_TOKENS
 tokens), max_length (cap on the model's context), max_gen_toks (default 256), add_bos_token (as
 lm-eval's `hf` model: unset follows the tokenizer, which for Hugging Face tokenizers means their
-special tokens, e.g. Llama's <s>; our own models are trained without BOS). gsm8k_dir and mmlu_dir
-are accepted and ignored here (they are task metadata).
+special tokens, e.g. Llama's <s>; our own models are trained without BOS), parallelize (true: a
+Hugging Face model is spread over the GPUs with device_map="auto", as lm-eval's `hf` model does).
+gsm8k_dir and mmlu_dir are accepted and ignored here (they are task metadata).
+
+Data parallel, as lm-eval's `hf` model: launched over several processes (`accelerate launch -m
+nsa_bench.suites.lmeval_model ...`, or torchrun), each process loads the model on its own device
+(accelerate's), lm-eval hands rank r of world_size every world_size-th document and gathers the
+metrics to rank 0, which writes the results.
 
 Requests are handled as lm-eval's `hf` model (HFLM) handles them, so a Hugging Face checkpoint gets
 lm-eval's own numbers (tests/test_lmeval_parity.py): texts are encoded with the tokenizer's special
@@ -36,6 +42,8 @@ one).
 from __future__ import annotations
 
 import logging
+import os
+from datetime import timedelta
 from typing import Iterable, Sequence
 
 import torch
@@ -86,14 +94,27 @@ def cut_at_stop(text: str, stops: Iterable[str]) -> str:
     return text[:cut]
 
 
-def _flag(value) -> bool | None:
+def _flag(value, name: str = "add_bos_token") -> bool | None:
     """A model argument as a bool (lm-eval hands 'True'/'false' through as given), None if unset."""
     if value is None or isinstance(value, bool):
         return value
     text = str(value).strip().lower()
     if text not in ("true", "false", "1", "0"):
-        raise ValueError(f"nsa-bench model: add_bos_token must be true or false, got {value!r}")
+        raise ValueError(f"nsa-bench model: {name} must be true or false, got {value!r}")
     return text in ("true", "1")
+
+
+def _accelerator(device: str | None):
+    """accelerate's Accelerator when launched over several processes (accelerate launch, torchrun; on
+    the CPU when device is cpu or there is no GPU), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    cpu = resolve_device(device).type == "cpu"
+    accelerator = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+    return accelerator if accelerator.num_processes > 1 else None
 
 
 @register_model(NAME)
@@ -113,10 +134,15 @@ class NSABenchLM(LM):
         lm: CausalLM | None = None,
         progress: bool = True,
         add_bos_token: bool | str | None = None,
+        parallelize: bool | str = False,
         **data_dirs,
     ):
         super().__init__()
         add_bos = _flag(add_bos_token)
+        self.accelerator = _accelerator(device)
+        if self.accelerator is not None:  # lm-eval shards the documents by rank
+            self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            device = str(self.accelerator.device)
         unknown = set(data_dirs) - set(DATA_KEYS)
         if unknown:
             raise ValueError(f"nsa-bench model: unknown argument(s) {', '.join(sorted(unknown))}")
@@ -126,7 +152,7 @@ class NSABenchLM(LM):
             from nsa_bench.models import load_lm
 
             lm = load_lm(pretrained, attention=attention, device=resolve_device(device), nsa_config=nsa_config,
-                         add_bos_token=add_bos)
+                         add_bos_token=add_bos, device_map="auto" if _flag(parallelize, "parallelize") else None)
         self.lm = lm
         self.add_special = add_bos if add_bos is not None else bool(getattr(lm, "adds_special_tokens", False))
         self._max_length = int(max_length) if max_length else lm.max_length
@@ -142,6 +168,22 @@ class NSABenchLM(LM):
     @property
     def max_length(self) -> int:
         return self._max_length
+
+    # ---- the collectives lm-eval's evaluator calls when world_size > 1 (as its `hf` model) ---------
+
+    def all_gather(self, tensor):
+        return tensor if self.accelerator is None else self.accelerator.gather(tensor)
+
+    def gather_object(self, obj, dst=0):
+        if self.accelerator is None:
+            return [obj]
+        result = [None] * self.world_size if self.rank == dst else None
+        torch.distributed.gather_object(obj=obj, object_gather_list=result, dst=dst)
+        return result
+
+    def barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     @property
     def device(self):

@@ -111,7 +111,7 @@ class HFLM(_Greedy):
 
     def __init__(
         self, path: str, attention: str, device: torch.device, nsa_config: NSAConfig | None, dtype=None,
-        add_bos_token: bool | None = None,
+        add_bos_token: bool | None = None, device_map: str | None = None,
     ):
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -125,7 +125,13 @@ class HFLM(_Greedy):
             attn_implementation="nsa" if attention == "nsa" else "sdpa",
             local_files_only=True,
             **{dtype_key: dtype},
-        ).to(device).eval()
+            **({"device_map": device_map} if device_map else {}),
+        )
+        if device_map:  # spread over the devices: inputs go where the embeddings are
+            device = self.model.get_input_embeddings().weight.device
+        else:
+            self.model.to(device)
+        self.model.eval()
         if attention == "nsa" and nsa_config is not None:
             hf_nsa.set_model_nsa(self.model, config=nsa_config)
         bos_setting = {} if add_bos_token is None else {"add_bos_token": add_bos_token}
@@ -175,6 +181,7 @@ def load_lm(
     dtype: torch.dtype | None = None,
     seed: int = 0,
     add_bos_token: bool | None = None,
+    device_map: str | None = None,
 ):
     """A CausalLM for our checkpoint directory, a preset name (random weights, seeded), or a Hugging Face
     model directory (config.json not ours).
@@ -184,6 +191,8 @@ def load_lm(
     block sizes (str 'l/d/l_sel/n/w' or NSAConfig). device defaults to CUDA when present.
     add_bos_token: whether the lm-eval class encodes texts with special tokens such as BOS (None: as
     the tokenizer does by default, which for Hugging Face tokenizers means yes; our models: no).
+    device_map: a Hugging Face model's placement over devices (e.g. 'auto': over every GPU; then device
+    is unused); our own models take none.
     """
     if attention is not None and attention not in ATTENTIONS:
         raise UsageError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -192,6 +201,8 @@ def load_lm(
     spec = str(path_or_preset)
     changes = {} if nsa is None else {"nsa": nsa}
     kind = _check(spec, attention, changes)
+    if device_map is not None and kind != "hf":
+        raise UsageError(f"{spec}: device_map (parallelize) is for Hugging Face models; ours run on one device")
     if kind == "preset":
         torch.manual_seed(seed)
         model = Transformer(preset(spec, attention=attention or "nsa", **changes), nsa_impl=nsa_impl).to(device)
@@ -203,7 +214,7 @@ def load_lm(
 
         hf_nsa.configure(impl=nsa_impl)
     try:
-        return HFLM(spec, attention or "full", device, nsa, dtype, add_bos_token)
+        return HFLM(spec, attention or "full", device, nsa, dtype, add_bos_token, device_map)
     except (OSError, RuntimeError, SafetensorError) as error:  # e.g. truncated or mismatched weights
         raise ValueError(f"{spec}: cannot load the Hugging Face model: {_first_line(error)}") from None
 
