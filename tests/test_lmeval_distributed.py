@@ -34,3 +34,23 @@ def test_two_ranks_give_the_results_of_one(tmp_path):
     for a, b in zip(samples_one, samples_two):
         assert a["doc_id"] == b["doc_id"] and a["arguments"] == b["arguments"]
         assert [r[0][0] for r in a["resps"]] == pytest.approx([r[0][0] for r in b["resps"]], abs=1e-5)
+
+
+def test_parallelize_loads_a_hugging_face_model_with_device_map_auto(tmp_path, monkeypatch):
+    import transformers
+    from lm_eval.api.instance import Instance
+    from tiny_hf import write_tiny_llama
+
+    from nsa_bench.suites.lmeval_model import NSABenchLM
+
+    path = str(write_tiny_llama(tmp_path / "llama"))
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=("the cat sat on the", " mat."), idx=0)]
+    plain = NSABenchLM(pretrained=path, attention="full", device="cpu", progress=False)
+    load, asked = transformers.AutoModelForCausalLM.from_pretrained, []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **kw: asked.append(kw.get("device_map")) or load(*a, **kw))
+    spread = NSABenchLM(pretrained=path, attention="full", device="cpu", parallelize="True", progress=False)
+    assert asked == ["auto"]  # accelerate places it over the GPUs (here: the CPU)
+    assert spread.loglikelihood(requests)[0][0] == pytest.approx(plain.loglikelihood(requests)[0][0], abs=1e-5)
+    with pytest.raises(ValueError, match="Hugging Face models"):
+        NSABenchLM(pretrained="tiny", attention="full", device="cpu", parallelize=True)
