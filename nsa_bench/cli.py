@@ -327,7 +327,9 @@ def lmeval(
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
     nsa_config: Optional[str] = typer.Option(None, "--nsa-config", help="NSA config l/d/l_sel/n/w."),
 ) -> None:
-    """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts."""
+    """lm-eval on local data: GSM8K (strict and flexible match) and MMLU (5-shot), stock prompts.
+
+    One process; over several GPUs: `accelerate launch -m nsa_bench.suites.lmeval_model --model nsa-bench ...` (data parallel), `--model_args ...,parallelize=True` (a Hugging Face model over the GPUs); README, "Several processes"."""
     from nsa_bench.suites.lmeval_suite import require_lm_eval, resolve_tasks, run_lmeval
     from nsa_bench.suites.suite_models import attentions, check_models, load_model, models_by_attention
 
