@@ -100,8 +100,6 @@ def broadcast_object(obj):
     return box[0]
 
 
-
-
 def current_ranks() -> Ranks:
     """This process's ranks once it joined a process group, else rank 0 of 1."""
     return launched_ranks() if dist.is_initialized() else Ranks()

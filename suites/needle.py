@@ -399,7 +399,7 @@ def run_needle(
                 bar.update(job, advance=1, description=f"{attention} ctx={ctx_len} depth={depth:.0%}")
                 if progress and not bar.console.is_terminal:  # a log gets a line per cell, not a live bar
                     task, first = bar.tasks[0], rows[0]
-                    outcome = f"{first['metric']} {first['score']:.2f}" if first["n"] else first["status"].split(":")[0]
+                    outcome = f"{first['metric'].replace('_', ' ')} {first['score']:.2f}" if first["n"] else first["status"].split(":")[0]
                     bar.console.print(f"needle {attention} ctx={ctx_len} depth={depth:.0%}: {outcome} "
                                       f"({int(task.completed)}/{task.total:.0f}, {task.elapsed or 0:.0f} s)",
                                       highlight=False, soft_wrap=True)
