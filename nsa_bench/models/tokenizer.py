@@ -69,8 +69,12 @@ def load_tokenizer(spec: str) -> ByteTokenizer | HFTokenizer:
 def train_bpe(text: str, out_dir: str | Path, vocab_size: int = 4096) -> HFTokenizer:
     """A byte-level BPE tokenizer trained on text, saved to out_dir as a Hugging Face tokenizer
     directory; returns it loaded."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as error:
+        raise ValueError(f"a BPE tokenizer needs the tokenizers and transformers packages ({error}): "
+                         "pip install -e '.[eval]'") from None
 
     specials = ["<bos>", "<eos>", "<pad>"]
     tok = Tokenizer(models.BPE())
