@@ -49,7 +49,7 @@ def env() -> None:
 def train(
     data: str = typer.Option(None, "--data", help="Text file or folder of .txt/.md files to train on (default: the Python standard library's sources plus generated prose, found on every machine)."),
     attn: str = typer.Option("both", "--attn", help="nsa, full, or both (a pair: same seed, data order and budget)."),
-    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (23M full / 30M NSA params, 8k context), needle (the retrieval recipe: GQA group 16, 4k context, subword tokenizer)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset: tiny (CPU, seconds), small, gpu (23M full / 30M NSA params, 8k context), needle (the retrieval recipe: 4 layers, 4 heads of 64, 4k context, subword tokenizer), needle-tiny (its CPU-sized cousin)."),
     ctx: int = typer.Option(None, "--ctx", help="Context length in tokens (default: the preset's; tiny 256, small 2048, gpu 8192)."),
     batch: int = typer.Option(None, "--batch", help="Sequences per step (default: the preset's)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Step budget per model."),

@@ -59,6 +59,16 @@ def _fill(parts: list[list[int]], text_ids: list[int], n_fill: int, rng: random.
     return out + filler[prev:]
 
 
+def interleave(groups: list[list[list[int]]], rng: random.Random) -> list[list[int]]:
+    """The needles of all instances in a random order that keeps each instance's own needles in
+    their order, so an answer listing several values (multi-value, variable tracking) lists them in
+    the order the text gives them: the only order a model can learn."""
+    slots = [g for g, parts in enumerate(groups) for _ in parts]
+    rng.shuffle(slots)
+    pending = [iter(parts) for parts in groups]
+    return [next(pending[g]) for g in slots]
+
+
 def _encode_all(tokenizer, texts: list[str]) -> list[list[int]]:
     """Each text's ids, in one call where the tokenizer can batch."""
     batch = getattr(tokenizer, "encode_batch", None)
@@ -82,7 +92,7 @@ def retrieval_row(rng: random.Random, text_ids: list[int], tokenizer, length: in
         texts += ["\n" + n + "\n" for n in inst.needles] + ["\n" + inst.question, inst.answer]
     encoded = iter(_encode_all(tokenizer, texts))
     intro = next(encoded)
-    needles, qa, used = [], [], 0
+    groups, qa, used = [], [], 0
     for inst in instances:
         parts = [next(encoded) for _ in inst.needles]
         question, answer = next(encoded), next(encoded)
@@ -90,9 +100,9 @@ def retrieval_row(rng: random.Random, text_ids: list[int], tokenizer, length: in
         if used + cost > share * length and qa:
             break
         used += cost
-        needles += parts
+        groups.append(parts)
         qa.append((question, answer))
-    rng.shuffle(needles)
+    needles = interleave(groups, rng)
     n_fill = max(0, length - len(intro) - used)
     ids = intro + _fill(needles, text_ids, n_fill, rng)
     rng.shuffle(qa)

@@ -3,7 +3,7 @@
 #
 # PHASE=train: an NSA / full pair of the `needle` preset (4 layers, 4 heads of 64, 4k context, a BPE
 #   tokenizer trained on the default corpus), the same seed, data order and BUDGET seconds of training
-#   each, then the needle family at the training length; the pair saved in bf16 as two tars.
+#   each; the pair saved in bf16 as two tars.
 # PHASE=eval: the needle family from 4k to 64k on that pair (cells past 4k are extrapolated) and the
 #   training throughput of NSA against full at 8k-64k (`nsa-bench train-speed`, the gpu preset).
 #
@@ -23,10 +23,10 @@ WORKERS=${WORKERS:-12}
 RUN=${RUN:-runs/needle-pair}
 PAIR=${PAIR:-$RUN}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-family() {  # $1: lengths, $2: CSV name
-  python -m nsa_bench.cli needle --task family --model "nsa=$PAIR/nsa" --model "full=$PAIR/full" --attn both \
-    --ctx "$1" --depths 5 --trials 4 --extrapolate --out "$OUT/$2" --report-dir /tmp/needle_reports 2>&1 \
-    | grep -v "^wrote" | tail -n 60
+family() {  # $1: lengths, $2: CSV name, $3: seconds at most (rows are written as produced)
+  timeout "$3" python -m nsa_bench.cli needle --task family --model "nsa=$PAIR/nsa" --model "full=$PAIR/full" \
+    --attn both --ctx "$1" --depths 5 --trials 4 --extrapolate --out "$OUT/$2" --report-dir /tmp/needle_reports 2>&1 \
+    | grep -v "^wrote" || echo "needle family stopped after $3 s"
 }
 if [ "$PHASE" = train ]; then
   python -m nsa_bench.cli train --preset needle --attn both --time-budget "$BUDGET" --workers "$WORKERS" \
@@ -39,9 +39,8 @@ for a in ("full", "nsa"):
     save_checkpoint(load_checkpoint(f"{sys.argv[1]}/{a}"), f"{sys.argv[1]}-bf16/{a}", dtype=torch.bfloat16)
 PY
   for a in full nsa; do tar -C "$RUN-bf16" -cf "$OUT/pair_$a.tar" "$a"; done
-  family 4k needle_family_4k_h200.csv | tee -a "$OUT/train_needle_h200.log"
 else
-  family 4k,8k,16k,32k,64k needle_family_h200.csv | tee "$OUT/eval_needle_h200.log"
+  family 4k,8k,16k,32k,64k needle_family_h200.csv "${FAMILY_S:-330}" | tee "$OUT/eval_needle_h200.log"
   python -m nsa_bench.cli train-speed --preset gpu --ctx 8k,16k,32k,64k --out "$OUT/train_speed_h200.csv" \
     2>&1 | tee -a "$OUT/eval_needle_h200.log"
 fi

@@ -10,7 +10,7 @@ import torch
 from nsa_bench.cli import main
 from nsa_bench.models import ByteTokenizer, load_checkpoint, load_lm
 from nsa_bench.train import TrainConfig, train
-from nsa_bench.train_data import TrainData, prompt_row, retrieval_row
+from nsa_bench.train_data import TrainData, interleave, prompt_row, retrieval_row
 
 WORDS = "the a essay startup founder idea work write read think good hard time money people city".split()
 
@@ -86,7 +86,7 @@ def test_batches_are_a_function_of_seed_step_and_length():
 def test_retrieval_rows_ask_for_what_they_hid():
     tok, rng = ByteTokenizer(), random.Random(3)
     text_ids = tok.encode("filler text. " * 2000)
-    for _ in range(5):
+    for _ in range(12):
         ex = retrieval_row(rng, text_ids, tok, 2048)
         text = tok.decode(ex.ids)
         assert len(ex.ids) == 2048 and ex.answers
@@ -95,13 +95,24 @@ def test_retrieval_rows_ask_for_what_they_hid():
             before = tok.decode(ex.ids[:a])
             assert answer.startswith(" ") and answer.endswith(".")
             question = before.rsplit("\n", 1)[1]
-            if question.startswith("Find all"):  # variable tracking: each name is assigned in the text
-                assert all(f"VAR {name} = " in text for name in answer[1:-1].split())
-            elif "for them are:" not in question:  # one key asked: each value is that key's
+            if question.startswith("Find all"):  # variable tracking: each name is assigned in the text, in order
+                names = answer[1:-1].split()
+                assert all(f"VAR {name} = " in text for name in names)
+                assert [text.index(f"VAR {n} = ") for n in names] == sorted(text.index(f"VAR {n} = ") for n in names)
+            elif "for them are:" not in question:  # one key asked: each value is that key's, in text order
                 key = question.split(" for ", 1)[1].split(" ")[0]
-                assert all(f"numbers for {key} is: {value}." in text for value in answer[1:-1].split(", "))
+                values = answer[1:-1].split(", ")
+                places = [text.find(f"numbers for {key} is: {value}.") for value in values]
+                assert min(places) >= 0 and places == sorted(places)
             else:
                 assert all(f" is: {value}." in text for value in answer[1:-1].split(", "))
+
+
+def test_interleave_keeps_each_groups_order():
+    groups = [[[g, i]] for g in range(3) for i in range(1)] + [[[9, i] for i in range(5)]]
+    order = interleave(groups, random.Random(0))
+    assert sorted(map(tuple, order)) == sorted(tuple(p) for g in groups for p in g)
+    assert [p[1] for p in order if p[0] == 9] == list(range(5))
 
 
 def test_prompt_rows_end_with_one_question_and_its_answer():
