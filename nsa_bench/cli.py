@@ -394,9 +394,9 @@ def check(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write a machine-readable summary here."),
 ) -> None:
     """Regression gate: compare speedups and scores of CUR against BASE; exit 1 on a regression, 2 on bad input."""
-    from nsa_bench.gate import (
-        Thresholds, compare, load_thresholds, parse_alpha, parse_points, parse_relative, print_result, write_json,
-    )
+    from nsa_bench.gate import compare
+    from nsa_bench.gate_output import print_result, write_json
+    from nsa_bench.gate_thresholds import Thresholds, load_thresholds, parse_alpha, parse_points, parse_relative
 
     limits = load_thresholds(thresholds) if thresholds is not None else Thresholds()
     if max_speedup_drop is not None:

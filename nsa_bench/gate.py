@@ -23,7 +23,6 @@ file are `new`. A row that was `ok` and now is not (oom, error, unsupported) is 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,108 +30,15 @@ from pathlib import Path
 import pandas as pd
 
 from nsa_bench.errors import UsageError
+from nsa_bench.gate_thresholds import SPEEDUP_BASELINES, Thresholds
 
 KERNEL_KEYS = ("impl", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv", "dtype", "nsa_config")
 QUALITY_KEYS = ("suite", "task", "attention", "model", "metric")
 QUALITY_OPTIONAL_KEYS = ("ctx_len", "depth", "length_bucket")  # part of the key where a file has them
-SPEEDUP_BASELINES = {"speedup_fa2": "fa2", "speedup_cudnn": "cudnn"}  # metric -> the implementation it divides
 LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte", "bpb")  # quality metrics whose name holds these
 
 VERDICTS = ("regression", "missing", "noise", "improvement", "new", "unchanged", "not compared")
-DEFAULT_SPEEDUP_DROP = 0.10
-DEFAULT_ACCURACY_DROP = 1.0
-NEW_ROWS_SHOWN = 10  # new rows listed in the table without --show-all
 _EPS = 1e-9  # a change equal to the threshold passes despite float rounding
-
-
-# ---- thresholds ----------------------------------------------------------------------------------
-
-def parse_relative(text: str | float, what: str = "--max-speedup-drop") -> float:
-    """A relative drop as a fraction: '10%' -> 0.10, '0.1' -> 0.1 (a bare number must be below 1)."""
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise UsageError(f"{what} must be a percentage like 10% or a fraction like 0.1, got {text!r}") from None
-    if not raw.endswith("%") and value >= 1:
-        raise UsageError(f"{what} {text!r} is ambiguous: write {raw}% for a percentage, or a fraction below 1")
-    if not 0 <= value < 1 or math.isnan(value):
-        raise UsageError(f"{what} must be at least 0% and below 100%, got {text!r}")
-    return value
-
-
-def parse_points(value, what: str = "--max-accuracy-drop") -> float:
-    """An accuracy drop in points (0.01 of a score in [0, 1]); must be a number >= 0."""
-    try:
-        points = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{what} must be a number of points, got {value!r}") from None
-    if not points >= 0:
-        raise UsageError(f"{what} must be >= 0 points, got {value!r}")
-    return points
-
-
-def parse_alpha(value) -> float:
-    """A significance level, strictly between 0 and 1."""
-    if not 0 < value < 1:
-        raise UsageError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {value!r}")
-    return float(value)
-
-
-@dataclass
-class Thresholds:
-    """Largest accepted drops: speedups relative (0.10 = 10%), scores in points; per-metric overrides."""
-
-    speedup_drop: float = DEFAULT_SPEEDUP_DROP
-    accuracy_drop: float = DEFAULT_ACCURACY_DROP
-    per_metric: dict[str, float] = field(default_factory=dict)
-    alpha: float | None = None  # quality changes must also be significant at this level
-
-    def for_metric(self, metric: str) -> float:
-        if metric in self.per_metric:
-            return self.per_metric[metric]
-        return self.speedup_drop if metric in SPEEDUP_BASELINES else self.accuracy_drop
-
-
-def load_thresholds(path: str | Path) -> Thresholds:
-    """Thresholds from a TOML file:
-
-        max_speedup_drop = "10%"      # relative drop of speedup_fa2 / speedup_cudnn
-        max_accuracy_drop = 1.0       # points (0.01 for scores in [0, 1])
-        [metrics]                     # per-metric overrides, same units
-        speedup_cudnn = "15%"
-        exact_match = 2.0
-    """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"thresholds file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"thresholds file {path} is not valid TOML: {error}") from None
-    unknown = set(data) - {"max_speedup_drop", "max_accuracy_drop", "metrics"}
-    if unknown:
-        raise UsageError(f"thresholds file {path}: unknown keys {', '.join(sorted(unknown))} "
-                         "(known: max_speedup_drop, max_accuracy_drop, [metrics])")
-    thresholds = Thresholds()
-    if "max_speedup_drop" in data:
-        thresholds.speedup_drop = parse_relative(data["max_speedup_drop"], f"{path}: max_speedup_drop")
-    if "max_accuracy_drop" in data:
-        thresholds.accuracy_drop = parse_points(data["max_accuracy_drop"], f"{path}: max_accuracy_drop")
-    metrics = data.get("metrics", {})
-    if not isinstance(metrics, dict):
-        raise UsageError(f"thresholds file {path}: [metrics] must be a table of metric = threshold")
-    for metric, value in metrics.items():
-        where = f"{path}: metrics.{metric}"
-        thresholds.per_metric[metric] = (
-            parse_relative(value, where) if metric in SPEEDUP_BASELINES else parse_points(value, where)
-        )
-    return thresholds
 
 
 # ---- reading the CSVs ----------------------------------------------------------------------------
@@ -496,93 +402,3 @@ def compare(baseline_path: str | Path, current_path: str | Path, thresholds: Thr
                 comparisons += _compare_score(key, base[k], cur[k], thresholds, units)
     return GateResult(str(baseline_path), str(current_path), thresholds, allow_missing, use_spread,
                       comparisons, warnings)
-
-
-# ---- output --------------------------------------------------------------------------------------
-
-_STYLE = {"regression": "bold red", "missing": "red", "noise": "yellow", "improvement": "green",
-          "new": "cyan", "not compared": "dim", "unchanged": "dim"}
-
-
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:.3g}x" if unit == "relative" else f"{value:.4g}"
-
-
-def _change_text(c: Comparison) -> str:
-    if c.change is None:
-        return ""
-    return f"{c.change:+.1%}" if c.unit == "relative" else f"{c.change:+.2f} pt"
-
-
-def _threshold_text(c: Comparison) -> str:
-    if c.threshold is None:
-        return ""
-    return f"{c.threshold:.0%}" if c.unit == "relative" else f"{c.threshold:g} pt"
-
-
-def _band_text(c: Comparison) -> str:
-    if not c.baseline_band or not c.current_band or c.baseline_band == (c.baseline, c.baseline):
-        return ""
-    return "[{:.3g}, {:.3g}] -> [{:.3g}, {:.3g}]".format(*c.baseline_band, *c.current_band)
-
-
-def _row_label(c: Comparison, varying: set[str]) -> str:
-    skip = {"metric"}
-    return " ".join(f"{k}={v}" if k not in ("impl", "mode", "suite", "task", "attention") else v
-                    for k, v in c.key.items() if k in varying and k not in skip and v != "")
-
-
-def print_result(result: GateResult, show_all: bool = False, console=None) -> None:
-    """A rich table of the regressions, missing rows, noise, improvements and new rows; a verdict line."""
-    from rich.console import Console
-    from rich.table import Table
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=180)
-    shown = [c for c in result.comparisons if show_all or c.verdict not in ("unchanged", "not compared")]
-    shown.sort(key=lambda c: VERDICTS.index(c.verdict))
-    new = [c for c in shown if c.verdict == "new"]
-    if len(new) > NEW_ROWS_SHOWN and not show_all:  # a sweep over more lengths: list a few
-        shown = [c for c in shown if c.verdict != "new"] + new[:NEW_ROWS_SHOWN]
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    for kind in ("kernel", "quality"):
-        rows = [c for c in shown if c.kind == kind]
-        if not rows:
-            continue
-        keys = list(rows[0].key)
-        varying = {k for k in keys if len({c.key.get(k) for c in rows}) > 1} | (
-            {"impl", "mode", "seq_len"} if kind == "kernel" else {"suite", "task", "attention"})
-        fixed = {k: rows[0].key[k] for k in keys if k not in varying and k != "metric" and rows[0].key[k] != ""}
-        table = Table(title=f"{kind} rows" + (" (all: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + ")"
-                                              if fixed else ""), title_justify="left")
-        for name in ("verdict", "row", "metric", "baseline", "current", "change", "max drop", "p20-p80 band", "note"):
-            table.add_column(name, justify="right" if name in ("baseline", "current", "change", "max drop") else "left")
-        for c in rows:
-            table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict}[/]", _row_label(c, varying), c.metric,
-                          _fmt(c.baseline, c.unit), _fmt(c.current, c.unit), _change_text(c), _threshold_text(c),
-                          _band_text(c), c.note)
-        console.print(table)
-    if len(new) > NEW_ROWS_SHOWN and not show_all:
-        console.print(f"... and {len(new) - NEW_ROWS_SHOWN} more new rows (--show-all lists them)", highlight=False)
-    counts = result.counts()
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    status = "[bold red]FAIL[/]" if result.failures else "[bold green]PASS[/]"
-    console.print(f"gate: {status}  {summary}  (thresholds: speedup -{result.thresholds.speedup_drop:.0%}, "
-                  f"accuracy -{result.thresholds.accuracy_drop:g} pt"
-                  + (f", score changes significant at alpha {result.thresholds.alpha:g}"
-                     if result.thresholds.alpha is not None else "")
-                  + (", missing rows allowed" if result.allow_missing else "")
-                  + ("" if result.use_spread else ", spread ignored") + ")", highlight=False)
-
-
-def write_json(result: GateResult, path: str | Path) -> Path:
-    """The machine-readable summary of a check."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    return path

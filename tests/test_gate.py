@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from nsa_bench.cli import main
-from nsa_bench.gate import Thresholds, compare, load_thresholds, parse_relative, speedup_band
+from nsa_bench.gate import compare, speedup_band
+from nsa_bench.gate_thresholds import Thresholds, load_thresholds, parse_relative
 from nsa_bench.errors import UsageError
 from synthetic_results import kernel_rows, lmeval_rows, longbench_rows, needle_rows, train_rows, write_csv
 
