@@ -19,7 +19,8 @@ import pandas as pd
 from nsa_bench.gate import is_ok
 
 MODES = ("fwd", "bwd", "decode")
-COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray"}
+COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray",
+          "fla": "tab:orange", "nsa:cuda_graph": "tab:purple", "fla:cuda_graph": "tab:brown"}
 
 
 def pyplot():
@@ -81,9 +82,10 @@ def series(group: pd.DataFrame, mode: str, impl: str, column: str) -> pd.DataFra
 
 
 def main_impls(group: pd.DataFrame) -> list[str]:
-    """NSA (and its :cuda_graph variant) and the reference: the rows whose speedups the plot shows."""
+    """NSA, the peers (fla) and the reference, with their :cuda_graph variants: the rows whose
+    speedups the plot shows."""
     impls = [str(i) for i in group["impl"].dropna().unique()]
-    return [i for i in impls if i in ("nsa", "ref") or i == "nsa:cuda_graph"]
+    return [i for i in impls if i.removesuffix(":cuda_graph") in ("nsa", "fla", "ref")]
 
 
 def stage_impls(group: pd.DataFrame, mode: str) -> list[str]:
@@ -102,7 +104,7 @@ def speedup_figure(group: pd.DataFrame):
     for ax, mode in zip(axes[0], modes):
         lengths = sorted(group.loc[group["mode"] == mode, "seq_len"].dropna().astype(int).unique())
         for impl in main_impls(group):
-            color = "tab:purple" if impl.endswith(":cuda_graph") else COLORS.get(impl, None)
+            color = COLORS.get(impl)
             for metric, style, base in (("speedup_fa2", "-o", "FA2"), ("speedup_cudnn", "--s", "cuDNN")):
                 s = series(group, mode, impl, metric)
                 if len(s):

@@ -1,0 +1,66 @@
+"""Public NSA kernels users would otherwise pick, timed by `nsa-bench kernels` on the same inputs
+as the bundled NSA: fla-core's `parallel_nsa` (`--impl fla`; `pip install 'nsa-bench[peers]'`).
+
+What a peer computes differently is said in the row's `impl_detail`; where it cannot run, the
+row's status says why (no CUDA GPU, not installed, a head layout it does not take)."""
+
+from __future__ import annotations
+
+import torch
+
+from nsa_bench.results import Unsupported
+from nsa_bench.suites.kernel_cases import Case, nsa_inputs
+from nsa_bench.suites.kernel_spec import KernelBenchSpec
+from nsa_bench.timing import backward_call
+
+
+def _fla_parallel_nsa():
+    """fla-core's parallel_nsa and the package's version; Unsupported when it does not import."""
+    try:
+        import fla
+        from fla.ops.nsa import parallel_nsa
+    except ImportError:
+        raise Unsupported("fla-core is not installed (pip install 'nsa-bench[peers]')") from None
+    except Exception as error:  # noqa: BLE001 - it probes the GPU driver on import
+        raise Unsupported(f"fla-core does not import here ({type(error).__name__}: {error})") from None
+    return parallel_nsa, getattr(fla, "__version__", "?")
+
+
+def _has_flash_attn() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return False
+    return True
+
+
+def fla_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
+    """fla-core's parallel_nsa (forward, backward, or one decode token over the whole prefix)."""
+    if spec.interpret or spec.device.type != "cuda":
+        raise Unsupported("fla-core's parallel_nsa needs a CUDA GPU")
+    group = spec.q_heads // spec.kv_heads
+    if group < 16 or group & (group - 1):
+        raise Unsupported(f"fla-core's parallel_nsa takes GQA groups that are powers of 2 of at least 16, not {group}")
+    parallel_nsa, version = _fla_parallel_nsa()
+    config = spec.nsa
+    window = config.window if _has_flash_attn() else 0
+    detail = (f"fla-core {version} parallel_nsa: compression by mean pooling over {config.slc_block}-token blocks "
+              f"without overlap (not l={config.cmp_block}/d={config.cmp_stride}), top-{config.slc_count} selection "
+              f"of {config.slc_block}-token blocks; " + (f"window {window} through flash_attn" if window else
+                                                          "no window branch (it needs flash_attn, not installed)"))
+    batch = spec.decode_batch if mode == "decode" else spec.batch
+    args = nsa_inputs(spec, seq_len, batch, requires_grad=mode == "bwd", query_len=1 if mode == "decode" else None)
+
+    def run():
+        return parallel_nsa(args["q"], args["k"], args["v"], args["g_cmp"], args["g_slc"], args["g_win"],
+                            block_counts=config.slc_count, block_size=config.slc_block, window_size=window)
+
+    if mode == "decode":
+        detail += "; decode: the new token's query over the prefix (no cache kernel)"
+    if mode in ("fwd", "decode"):
+        def call():
+            with torch.no_grad():
+                return run()
+        return Case(call, detail)
+    used = ["q", "k", "v", "g_cmp", "g_slc"] + (["g_win"] if window else [])  # g_win is unused without a window
+    return Case(backward_call(run(), [args[name] for name in used]), detail)
