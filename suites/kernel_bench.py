@@ -52,6 +52,9 @@ CUDA_TIMING = "cuda events, L2 flushed"
 def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
     """The prepared measurement of one implementation (IMPLS) in one mode at one length."""
     if impl in ("fa2", "cudnn"):
+        if mode != "decode" and seq_len > spec.baseline_max_len:
+            raise Unsupported(f"full attention's {mode} is not timed beyond --baseline-max-len {spec.baseline_max_len} "
+                              f"(quadratic: {(seq_len / 65536) ** 2:.0f}x its time at 64k)")
         return full_attention_case(impl, spec, seq_len, mode)
     if impl == "nsa":
         if mode == "decode":

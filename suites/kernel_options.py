@@ -64,5 +64,7 @@ OPTIONS = (
     _field("check_rows", "Query rows of the forward check (default: 1024)."),
     _field("check_prefix", "Causal prefix of the backward check (default: 2048)."),
     _field("ref_max_len", "Longest T at which ref is timed (default: 4096)."),
+    _field("baseline_max_len", "Longest T at which fa2 and cudnn run forward and backward (default: 131072); "
+           "beyond it their rows say so and NSA runs alone (decode baselines run at every T)."),
 )
 NSA_OVERRIDES = ("cmp_block", "cmp_stride", "slc_block", "slc_count", "window")

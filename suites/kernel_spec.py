@@ -40,6 +40,7 @@ class KernelBenchSpec:
     check_rows: int = 1024
     check_prefix: int = 2048
     ref_max_len: int = 4096
+    baseline_max_len: int = 131072  # fa2/cudnn fwd and bwd beyond it: rows that say so
     tie_rtol: float = 1e-2
     interpret: bool = False
     seed: int = 0
@@ -54,7 +55,8 @@ class KernelBenchSpec:
 
     def validate(self) -> None:
         """Raise ValueError on a spec that cannot run."""
-        for name in ("batch", "q_heads", "kv_heads", "dk", "dv", "repeats", "decode_batch", "check_rows"):
+        for name in ("batch", "q_heads", "kv_heads", "dk", "dv", "repeats", "decode_batch", "check_rows",
+                     "baseline_max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:

@@ -285,6 +285,19 @@ def test_a_wrong_kernel_is_flagged_but_still_timed(tmp_path, monkeypatch):
         nsa_ceiling(Problem(48, 1, 2, 1, 16, 16, "fp16"), SMALL, "fwd"))
 
 
+@pytest.mark.slow
+
+def test_beyond_baseline_max_len_nsa_runs_alone_and_the_baseline_rows_say_why(tmp_path):
+    spec = _tiny_spec(modes=("fwd", "bwd", "decode"), baseline_max_len=32)
+    rows = kb.run_sweep(spec, ResultWriter(tmp_path / "k.csv", metadata={}))
+    status = {(r["impl"], r["mode"]): r["status"] for r in rows}
+    assert status[("fa2", "fwd")].startswith("unsupported: full attention's fwd is not timed beyond --baseline-max-len 32")
+    assert status[("fa2", "bwd")].startswith("unsupported: full attention's bwd is not timed beyond")
+    assert status[("fa2", "decode")] == "ok"  # a decode step of full attention is cheap at any length
+    assert all(status[("nsa", m)] == "ok" for m in ("fwd", "bwd", "decode"))
+    assert all(math.isnan(r["speedup_fa2"]) for r in rows if r["impl"] == "nsa" and r["mode"] != "decode")
+
+
 # ---- the command -------------------------------------------------------------------------------------
 
 def _cli(*args, env=None):

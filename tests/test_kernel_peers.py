@@ -69,3 +69,4 @@ def test_parallel_nsa_gets_the_configs_selection_and_no_window_without_flash_att
                          {"block_counts": 4, "block_size": 16, "window_size": 0})
     assert "fla-core 0.6.0 parallel_nsa" in case.detail and "no window branch" in case.detail
     assert "not l=8/d=4" in case.detail
+
