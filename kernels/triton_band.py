@@ -112,7 +112,7 @@ def _band_fwd_kernel(
     offv = tl.arange(0, BDV)
     q = load_rows(Q, row, rmask, offk, DK)  # [BM, BDK]
     hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
-    m_i, l_i, acc = softmax_state(BM, BDV)
+    m_i, l_i, acc = softmax_state(BM, BDV)  # [BM], [BM], [BM, BDV]
     for n0 in range(start, end, BN):
         kk = n0 + tl.arange(0, BN)  # [BN]
         krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]

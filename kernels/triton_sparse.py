@@ -76,7 +76,7 @@ def _slc_fwd_kernel(
     q = load_rows(Q, row, gmask, offk, DK)  # [BG, BDK]
     sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
-    m_i, l_i, acc = softmax_state(BG, BDV)
+    m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for s_i in range(n_sel):
         krow, kmask = _slc_block_keys(sel, s_i, t, b, h, T, H, BS)
         k = load_rows(K, krow, kmask, offk, DK)  # [BS, BDK]
