@@ -1,8 +1,9 @@
 """NSA attention: the config, the PyTorch reference, compression, and the Triton kernels.
 
-The Triton forward/backward (parallel.py: nsa_attention, nsa_forward_stages) is imported on first
-use, as decode.py already imports its kernels, so the config, the reference, compression and the
-cache import without Triton, and Triton is imported only after a command has settled TRITON_INTERPRET.
+The Triton forward/backward (parallel.py: nsa_attention, nsa_attention_with_indices and the stage
+functions nsa_forward_stages, nsa_backward_stages) is imported on first use, as decode.py already
+imports its kernels, so the config, the reference, compression and the cache import without
+Triton, and Triton is imported only after a command has settled TRITON_INTERPRET.
 """
 
 from .cache import NSACache
@@ -11,7 +12,7 @@ from .config import NSAConfig
 from .decode import nsa_decode
 from .reference import full_attention_ref, nsa_attention_ref, nsa_select_blocks
 
-_TRITON = ("nsa_attention", "nsa_forward_stages")  # from .parallel
+_TRITON = ("nsa_attention", "nsa_attention_with_indices", "nsa_backward_stages", "nsa_forward_stages")  # .parallel
 
 
 def __getattr__(name: str):
@@ -33,6 +34,8 @@ __all__ = [
     "mean_pool_compress",
     "nsa_attention",
     "nsa_attention_ref",
+    "nsa_attention_with_indices",
+    "nsa_backward_stages",
     "nsa_decode",
     "nsa_forward_stages",
     "nsa_select_blocks",

@@ -15,7 +15,7 @@ from torch import nn
 
 from .compression import mean_pool_compress
 from .config import NSAConfig
-from .triton_common import new_output, next_pow2
+from .triton_common import cache_strides, new_output, next_pow2
 
 
 class NSACache:
@@ -127,18 +127,18 @@ class NSACache:
         self._check_tokens("k_new", k_new, 1, self.dk)
         self._check_tokens("v_new", v_new, 1, self.dv)
         self._branch_inputs(1, k_slc, v_slc, k_win, v_win)
-        from .triton_decode import _append_kernel  # noqa: PLC0415 (Triton import kept lazy)
+        from .triton_decode import _cache_append_kernel  # noqa: PLC0415 (Triton import kept lazy)
 
         mean_pool = self.compress_k is None
         ks, vs = (k_slc, v_slc) if self.separate_slc else (k_new, v_new)
         kw, vw = (k_win, v_win) if self.separate_win else (k_new, v_new)
         c = self.config
-        _append_kernel[(self.batch,)](
-            self.lengths, k_new, v_new, self.k, self.v, self.k_cmp, self.v_cmp,
-            ks, vs, self.k_slc, self.v_slc, kw, vw, self.k_win, self.v_win,
-            k_new.stride(0), k_new.stride(2), v_new.stride(0), v_new.stride(2),
-            *self.k.stride()[:3], *self.v.stride()[:3], *self.k_cmp.stride()[:3], *self.v_cmp.stride()[:3],
-            self.max_cmp,
+        _cache_append_kernel[(self.batch,)](
+            LEN=self.lengths, KN=k_new, VN=v_new, K=self.k, V=self.v, KC=self.k_cmp, VC=self.v_cmp,
+            KSN=ks, VSN=vs, KS=self.k_slc, VS=self.v_slc, KWN=kw, VWN=vw, KW=self.k_win, VW=self.v_win,
+            s_kn_b=k_new.stride(0), s_kn_h=k_new.stride(2), s_vn_b=v_new.stride(0), s_vn_h=v_new.stride(2),
+            **cache_strides("k", self.k), **cache_strides("v", self.v), **cache_strides("kc", self.k_cmp),
+            **cache_strides("vc", self.v_cmp), trash_slot=self.max_cmp,
             H=self.kv_heads, DK=self.dk, DV=self.dv, BDK=next_pow2(self.dk), BDV=next_pow2(self.dv),
             CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, BL=next_pow2(max(c.cmp_block - 1, 1)),
             SEPARATE_SLC=self.separate_slc, SEPARATE_WIN=self.separate_win, MEAN_POOL=mean_pool,

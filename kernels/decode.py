@@ -18,7 +18,7 @@ import torch
 
 from .cache import NSACache
 from .config import NSAConfig
-from .triton_common import dot_precision, new_output, next_pow2
+from .triton_common import cache_strides, dot_precision, new_output, next_pow2
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_CANDIDATES = 2048  # entries of the local top-n lists merged per KV head (bounds max_len)
@@ -37,8 +37,8 @@ class DecodePlan:
     n_tiles_cap: int  # tiles over max_len
     bpt: int  # selection blocks starting in one tile
     nbt: int  # selection blocks one tile touches (bpt + spill into the next tile's first blocks)
-    bb: int  # selection blocks per _select_kernel program
-    p_sel: int  # _select_kernel programs per KV head
+    bb: int  # selection blocks per _decode_select_kernel program
+    p_sel: int  # _decode_select_kernel programs per KV head
     wch: int  # window tokens per program
     p_win: int  # window programs per KV head
     sb: int = 2  # selected blocks per sparse-attention program
@@ -49,7 +49,7 @@ class DecodePlan:
 
     @property
     def merge_cmp_in_select(self) -> bool:
-        """Whether _select_kernel merges the compressed partials (each program then takes at
+        """Whether _decode_select_kernel merges the compressed partials (each program then takes at
         most 4 query heads; with fewer programs the loop would be a serial latency chain)."""
         return -(-self.group // self.p_sel) <= 4
 
@@ -192,18 +192,20 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
     heads = dict(DK=dk, DV=dv, BDK=bdk, BDV=bdv)
 
     win = dict(WINDOW=c.window, WCH=plan.wch, BW=min(64, plan.wch))
-    td._cmp_kernel[(bh, plan.p_cmp + plan.p_win)](
-        q, cache.k_cmp, cache.v_cmp, cache.k_win, cache.v_win, cache.lengths,
-        ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"],
-        q.stride(0), q.stride(2), *cache.k_cmp.stride()[:3], *cache.v_cmp.stride()[:3],
-        *cache.k_win.stride()[:3], *cache.v_win.stride()[:3], qk_scale,
+    q_strides = dict(s_q_b=q.stride(0), s_q_h=q.stride(2))
+    td._decode_cmp_win_kernel[(bh, plan.p_cmp + plan.p_win)](
+        Q=q, KC=cache.k_cmp, VC=cache.v_cmp, KW=cache.k_win, VW=cache.v_win, LEN=cache.lengths,
+        WO=ws["o"], WM=ws["m"], WL=ws["l"], WIMP=ws["imp"], WIMPM=ws["imp_m"], **q_strides,
+        **cache_strides("kc", cache.k_cmp), **cache_strides("vc", cache.v_cmp),
+        **cache_strides("kw", cache.k_win), **cache_strides("vw", cache.v_win), qk_scale=qk_scale,
         **dims, **heads, **win, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, TILES=plan.tiles, BN=plan.bn,
         N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt, BNBT=max(16, next_pow2(plan.nbt)), PREC=prec,
         num_warps=plan.cmp_warps, num_stages=plan.cmp_stages,
     )
-    td._select_kernel[(bh, plan.p_sel)](
-        cache.lengths, ws["o"], ws["m"], ws["l"], ws["imp"], ws["imp_m"], ws["cand"], ws["o_cmp"],
+    td._decode_select_kernel[(bh, plan.p_sel)](
+        LEN=cache.lengths, WO=ws["o"], WM=ws["m"], WL=ws["l"], WIMP=ws["imp"], WIMPM=ws["imp_m"], CAND=ws["cand"],
+        OC=ws["o_cmp"],
         **dims, DV=dv, BDV=bdv, CMP_BLOCK=c.cmp_block, CMP_STRIDE=c.cmp_stride, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, BP_CMP=next_pow2(plan.p_cmp),
         BN=plan.bn, N_TILES_CAP=plan.n_tiles_cap, BPT=plan.bpt, NBT=plan.nbt,
@@ -211,18 +213,18 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
         MERGE_CMP=plan.merge_cmp_in_select, num_warps=4,
     )
     n_cand = plan.p_sel * plan.n_sel
-    td._sparse_kernel[(bh, plan.slc_progs)](
-        q, cache.k_slc, cache.v_slc, cache.lengths, ws["cand"], ws["o"], ws["m"], ws["l"],
-        q.stride(0), q.stride(2), *cache.k_slc.stride()[:3], *cache.v_slc.stride()[:3], qk_scale,
+    td._decode_slc_kernel[(bh, plan.slc_progs)](
+        Q=q, KS=cache.k_slc, VS=cache.v_slc, LEN=cache.lengths, CAND=ws["cand"], WO=ws["o"], WM=ws["m"], WL=ws["l"],
+        **q_strides, **cache_strides("k", cache.k_slc), **cache_strides("v", cache.v_slc), qk_scale=qk_scale,
         **dims, **heads, SLC_BLOCK=c.slc_block,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SB=plan.sb, N_SEL=plan.n_sel,
         KP=next_pow2(plan.n_sel), N_CAND=n_cand, BCAND=next_pow2(n_cand),
         BS=min(64, max(16, next_pow2(c.slc_block))), PREC=prec,
         num_warps=plan.warps, num_stages=plan.stages,
     )
-    td._combine_kernel[(batch * q_heads,)](
-        ws["o_cmp"], ws["o"], ws["m"], ws["l"], g_cmp, g_slc, g_win, out,
-        g_cmp.stride(0), g_cmp.stride(2), out.stride(0), out.stride(2),
+    td._decode_combine_kernel[(batch * q_heads,)](
+        OC=ws["o_cmp"], WO=ws["o"], WM=ws["m"], WL=ws["l"], GC=g_cmp, GS=g_slc, GW=g_win, O=out,
+        s_g_b=g_cmp.stride(0), s_g_h=g_cmp.stride(2), s_o_b=out.stride(0), s_o_h=out.stride(2),
         HQ=q_heads, H=h, G=g, DV=dv, BDV=bdv,
         N_SLOTS=plan.n_slots, P_CMP=plan.p_cmp, SLC_PROGS=plan.slc_progs, MERGE_CMP=plan.merge_cmp_in_select,
         BSLOTS=next_pow2(plan.n_slots - (plan.p_cmp if plan.merge_cmp_in_select else 0)),
@@ -234,7 +236,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
 
 
 def _selected_blocks(ws: dict, plan: DecodePlan, batch: int, kv_heads: int) -> torch.Tensor:
-    """The blocks _sparse_kernel attends to, [B, 1, H, n] ascending with -1 padding (decoded from
+    """The blocks _decode_slc_kernel attends to, [B, 1, H, n] ascending with -1 padding (decoded from
     the int64 keys of triton_decode._rank_key: negative = not started)."""
     top = ws["cand"].view(batch * kv_heads, -1).topk(plan.n_sel, dim=-1).values
     blocks = torch.where(top >= 0, 2147483647 - (top & 0xFFFFFFFF), torch.iinfo(torch.int64).max)

@@ -93,6 +93,14 @@ class _Prepared:
     def win_attn(self):
         return band_attn_fwd(self.q, self.kw, self.vw, Band.window(self.config), self.scale)
 
+    def branches(self, indices=None):
+        """The three branches' outputs and lses and the indices (selected here unless given)."""
+        o_cmp, lse_cmp = self.cmp_attn()
+        indices = self.select(lse_cmp) if indices is None else self.check_indices(indices)
+        o_slc, lse_slc = self.slc_attn(indices)
+        o_win, lse_win = self.win_attn()
+        return (o_cmp, o_slc, o_win), (lse_cmp, lse_slc, lse_win), indices
+
     def check_indices(self, indices):
         b, t, _, _ = self.q.shape
         expect = (b, t, self.k.shape[2], self.config.slc_count)
@@ -107,13 +115,10 @@ class NSAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win, config, scale, indices):
         p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
-        o_cmp, lse_cmp = p.cmp_attn()
-        indices = p.select(lse_cmp) if indices is None else p.check_indices(indices)
-        o_slc, lse_slc = p.slc_attn(indices)
-        o_win, lse_win = p.win_attn()
-        out = gated_sum(o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)
+        o, lse, indices = p.branches(indices)
+        out = gated_sum(*o, p.g_cmp, p.g_slc, p.g_win)
         ctx.prepared = p
-        ctx.save_for_backward(o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices)
+        ctx.save_for_backward(*o, *lse, indices)
         ctx.mark_non_differentiable(indices)
         return out, indices
 
@@ -244,16 +249,13 @@ def nsa_forward_stages(
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
     with torch.no_grad():
-        o_cmp, lse_cmp = p.cmp_attn()
-        indices = p.select(lse_cmp)
-        o_slc, _ = p.slc_attn(indices)
-        o_win, _ = p.win_attn()
+        o, lse, indices = p.branches()
     return [
         ("cmp_attn", p.cmp_attn),
-        ("select", lambda: p.select(lse_cmp)),
+        ("select", lambda: p.select(lse[0])),
         ("slc_attn", lambda: p.slc_attn(indices)),
         ("win_attn", p.win_attn),
-        ("combine", lambda: gated_sum(o_cmp, o_slc, o_win, p.g_cmp, p.g_slc, p.g_win)),
+        ("combine", lambda: gated_sum(*o, p.g_cmp, p.g_slc, p.g_win)),
     ]
 
 
@@ -271,11 +273,8 @@ def nsa_backward_stages(
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
     with torch.no_grad():
-        o_cmp, lse_cmp = p.cmp_attn()
-        indices = p.select(lse_cmp)
-        o_slc, lse_slc = p.slc_attn(indices)
-        o_win, lse_win = p.win_attn()
-        steps = _BackwardSteps(p, dout.contiguous(), o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win, indices)
+        o, lse, indices = p.branches()
+        steps = _BackwardSteps(p, dout.contiguous(), *o, *lse, indices)
         steps.gate_grads()
         steps.slc_index()
     return [("gate_grads", steps.gate_grads)] + [(name, getattr(steps, name)) for name in steps.ORDER]

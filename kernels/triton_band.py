@@ -24,6 +24,10 @@ import triton
 import triton.language as tl
 
 from .triton_common import dot_precision, new_output, next_pow2
+from .triton_tiles import (
+    add_key_grads, dkv_update, dq_update, key_grad_tile, load_grad_rows, load_rows, softmax_state, softmax_update,
+    store_softmax_result,
+)
 
 LOG2E = 1.4426950408889634
 
@@ -63,13 +67,9 @@ def _band_lo(hi, WIN: tl.constexpr):
 
 
 @triton.jit
-def _band_fwd_kernel(
-    Q, K, V, O, LSE, T, NK, qk_scale,
-    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
-    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
-):
+def _band_query_rows(T, HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BT: tl.constexpr):
+    """This program's batch b, KV head h, first token t0, and its BT * G rows: token t [BM],
+    row mask [BM] and flat row index into [B*T*HQ] [BM]."""
     BM: tl.constexpr = BT * G
     pid_t = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -77,43 +77,51 @@ def _band_fwd_kernel(
     h = pid_bh % H
     t0 = pid_t * BT
     r = tl.arange(0, BM)
-    t = t0 + r // G
-    rmask = t < T
-    row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
-    offk = tl.arange(0, BDK)
-    offv = tl.arange(0, BDV)
-    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
-    hi = _band_hi(t, OFF, STRIDE)
-    lo = _band_lo(hi, WIN)
+    t = t0 + r // G  # [BM]
+    rmask = t < T  # [BM]
+    row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
+    return b, h, t0, t, rmask, row
+
+
+@triton.jit
+def _band_keys(t, t0, T, BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr,
+               WIN: tl.constexpr):
+    """Each row's visible keys lo..hi [BM], and the key range start..end (exclusive) the
+    program's tiles of BN keys walk."""
+    hi = _band_hi(t, OFF, STRIDE)  # [BM]
+    lo = _band_lo(hi, WIN)  # [BM]
     t_last = tl.minimum(t0 + BT, T) - 1
     hi_max = _band_hi(t_last, OFF, STRIDE)
     lo_min = tl.maximum(_band_lo(_band_hi(t0, OFF, STRIDE), WIN), 0)
     start = (lo_min // BN) * BN
+    return hi, lo, start, hi_max + 1
 
-    m_i = tl.full([BM], float("-inf"), tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, BDV], tl.float32)
-    for n0 in range(start, hi_max + 1, BN):
-        kk = n0 + tl.arange(0, BN)
-        krow = (b * NK + kk).to(tl.int64) * H + h
-        kmask = kk < NK
-        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
-        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])
-        s = tl.where(vis, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-        m_i = m_new
-    has = l_i > 0
-    o = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("inf"))
-    tl.store(O + row[:, None] * DV + offv[None, :], o.to(O.dtype.element_ty), mask=rmask[:, None] & (offv[None, :] < DV))
-    tl.store(LSE + row, lse, mask=rmask)
+
+@triton.jit
+def _band_fwd_kernel(
+    Q, K, V, O, LSE, T, NK, qk_scale,
+    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
+    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr,
+    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+):
+    """O and LSE of BT tokens x the G query heads of one KV head. Grid (cdiv(T, BT), B * H)."""
+    BM: tl.constexpr = BT * G
+    b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
+    offk = tl.arange(0, BDK)
+    offv = tl.arange(0, BDV)
+    q = load_rows(Q, row, rmask, offk, DK)  # [BM, BDK]
+    hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
+    m_i, l_i, acc = softmax_state(BM, BDV)  # [BM], [BM], [BM, BDV]
+    for n0 in range(start, end, BN):
+        kk = n0 + tl.arange(0, BN)  # [BN]
+        krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]
+        kmask = kk < NK  # [BN]
+        k = load_rows(K, krow, kmask, offk, DK)  # [BN, BDK]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
+        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
+        m_i, l_i, acc = softmax_update(s, vis, V, krow, kmask, offv, m_i, l_i, acc, DV, PREC)
+    store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV)
 
 
 @triton.jit
@@ -124,47 +132,26 @@ def _band_dq_kernel(
     BT: tl.constexpr, BN: tl.constexpr,
     OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
-    """DQ (fp32, accumulated in place) += this branch's dq; dO of the branch is gate * DO."""
+    """DQ (fp32, accumulated in place) += this branch's dq of BT tokens x the G query heads of
+    one KV head; dO of the branch is gate * DO. Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
-    pid_t = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    t0 = pid_t * BT
-    r = tl.arange(0, BM)
-    t = t0 + r // G
-    rmask = t < T
-    row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
+    b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    qmask = rmask[:, None] & (offk[None, :] < DK)
-    vmask = rmask[:, None] & (offv[None, :] < DV)
-    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=qmask, other=0.0)
-    gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)
-    do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=vmask, other=0.0).to(tl.float32)
-    do = (do * gate[:, None]).to(q.dtype)
-    lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
-    delta = tl.load(DELTA + row, mask=rmask, other=0.0)
-    hi = _band_hi(t, OFF, STRIDE)
-    lo = _band_lo(hi, WIN)
-    t_last = tl.minimum(t0 + BT, T) - 1
-    hi_max = _band_hi(t_last, OFF, STRIDE)
-    lo_min = tl.maximum(_band_lo(_band_hi(t0, OFF, STRIDE), WIN), 0)
-    start = (lo_min // BN) * BN
-    dq = tl.zeros([BM, BDK], tl.float32)
-    for n0 in range(start, hi_max + 1, BN):
-        kk = n0 + tl.arange(0, BN)
-        krow = (b * NK + kk).to(tl.int64) * H + h
-        kmask = kk < NK
-        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
-        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
-        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])
-        p = tl.where(vis, tl.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
-    ptrs = DQ + row[:, None] * DK + offk[None, :]
+    qmask = rmask[:, None] & (offk[None, :] < DK)  # [BM, BDK]
+    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+    hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
+    dq = tl.zeros([BM, BDK], tl.float32)  # [BM, BDK]
+    for n0 in range(start, end, BN):
+        kk = n0 + tl.arange(0, BN)  # [BN]
+        krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]
+        kmask = kk < NK  # [BN]
+        k = load_rows(K, krow, kmask, offk, DK)  # [BN, BDK]
+        v = load_rows(V, krow, kmask, offv, DV)  # [BN, BDV]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
+        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
+        dq = dq_update(s, vis, k, v, do, lse, delta, dq, PREC)
+    ptrs = DQ + row[:, None] * DK + offk[None, :]  # [BM, BDK]
     tl.store(ptrs, tl.load(ptrs, mask=qmask, other=0.0) + dq * sm_scale, mask=qmask)
 
 
@@ -176,8 +163,9 @@ def _band_dkv_kernel(
     BT: tl.constexpr, BN: tl.constexpr,
     OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr, SEG,
 ):
-    """DK_ACC/DV_ACC (fp32) += this branch's dk/dv for one key tile, from one segment of SEG
-    query tokens (program_id 2); segments of one tile meet through fp32 atomic adds."""
+    """DK_ACC/DV_ACC (fp32) += this branch's dk/dv of one tile of BN keys, from one segment of
+    SEG query tokens; segments of one tile meet through fp32 atomic adds.
+    Grid (cdiv(NK, BN), B * H, cdiv(T, SEG))."""
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // H
@@ -202,40 +190,22 @@ def _band_dkv_segment(
     BT: tl.constexpr, BN: tl.constexpr,
     OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
+    """_band_dkv_kernel's work once its segment t_start..t_end is known to be non-empty."""
     BM: tl.constexpr = BT * G
-    kk = i0 + tl.arange(0, BN)
-    kmask = kk < NK
-    krow = (b * NK + kk).to(tl.int64) * H + h
-    offk = tl.arange(0, BDK)
-    offv = tl.arange(0, BDV)
-    kmask_k = kmask[:, None] & (offk[None, :] < DK)
-    kmask_v = kmask[:, None] & (offv[None, :] < DV)
-    k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask_k, other=0.0)
-    v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask_v, other=0.0)
-    dk = tl.zeros([BN, BDK], tl.float32)
-    dv = tl.zeros([BN, BDV], tl.float32)
+    kk = i0 + tl.arange(0, BN)  # [BN]
+    krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kk, NK, H, BN, DK, DV, BDK, BDV)
     r = tl.arange(0, BM)
     for t0 in range(t_start, t_end, BT):
-        t = t0 + r // G
-        rmask = t < T
-        row = (b * T + t).to(tl.int64) * HQ + h * G + r % G
-        q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
-        gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)
-        do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=rmask[:, None] & (offv[None, :] < DV), other=0.0)
-        do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)
-        lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
-        delta = tl.load(DELTA + row, mask=rmask, other=0.0)
-        hi = _band_hi(t, OFF, STRIDE)
-        lo = _band_lo(hi, WIN)
-        st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale
-        vis = (kk[:, None] <= hi[None, :]) & (kk[:, None] >= lo[None, :]) & rmask[None, :]
-        pt = tl.where(vis, tl.exp2(st - lse[None, :]), 0.0)
-        dv += tl.dot(pt.to(q.dtype), do, input_precision=PREC)
-        dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
-        dst = pt * (dpt - delta[None, :])
-        dk += tl.dot(dst.to(q.dtype), q, input_precision=PREC)
-    tl.atomic_add(DK_ACC + krow[:, None] * DK + offk[None, :], dk * sm_scale, mask=kmask_k)
-    tl.atomic_add(DV_ACC + krow[:, None] * DV + offv[None, :], dv, mask=kmask_v)
+        t = t0 + r // G  # [BM]
+        rmask = t < T  # [BM]
+        row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
+        q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+        hi = _band_hi(t, OFF, STRIDE)  # [BM]
+        lo = _band_lo(hi, WIN)  # [BM]
+        st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BN, BM]
+        vis = (kk[:, None] <= hi[None, :]) & (kk[:, None] >= lo[None, :]) & rmask[None, :]  # [BN, BM]
+        dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
+    add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
 
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
@@ -251,46 +221,40 @@ LAUNCH = {
     "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
 }
 
-def _tokens(group: int, rows: int) -> int:
-    """Tokens per program so that tokens * group = rows (at least one token)."""
-    return max(1, rows // group)
+
+def _launch_args(q, k, v, band: Band, kind: str):
+    """(launch settings, tokens per program BT, the kernels' shared constexpr arguments)."""
+    hq, dk = q.shape[2], q.shape[3]
+    h, dv = k.shape[2], v.shape[3]
+    cfg = LAUNCH[f"{band.name}_{kind}"]
+    bt = max(1, cfg["rows"] // (hq // h))  # tokens * G = rows, at least one token
+    consts = dict(HQ=hq, H=h, G=hq // h, DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv), BT=bt,
+                  BN=cfg["keys"], OFF=band.off, STRIDE=band.stride, WIN=band.win, PREC=dot_precision(q.dtype),
+                  num_warps=cfg["warps"], num_stages=cfg["stages"])
+    return cfg, bt, consts
 
 
 def band_attn_fwd(q, k, v, band: Band, scale: float):
     """Output [B,T,HQ,dv] (dtype of q) and base-2 lse [B,T,HQ] fp32 of banded attention."""
-    bsz, seq, hq, dk = q.shape
+    bsz, seq, hq, _ = q.shape
     nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
-    g = hq // h
-    cfg = LAUNCH[f"{band.name}_fwd"]
+    _, bt, consts = _launch_args(q, k, v, band, "fwd")
     o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
-    bt = _tokens(g, cfg["rows"])
     _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
-        q, k, v, o, lse, seq, nk, scale * LOG2E,
-        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), bt, cfg["keys"],
-        band.off, band.stride, band.win, dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, O=o, LSE=lse, T=seq, NK=nk, qk_scale=scale * LOG2E, **consts,
     )
     return o, lse
-
-
-def _bwd_common(q, k, v, band: Band, kind: str):
-    hq, dk = q.shape[2], q.shape[3]
-    h, dv = k.shape[2], v.shape[3]
-    cfg = LAUNCH[f"{band.name}_{kind}"]
-    bt = _tokens(hq // h, cfg["rows"])
-    args = (hq, h, hq // h, dk, dv, next_pow2(dk), next_pow2(dv), bt, cfg["keys"], band.off, band.stride, band.win,
-            dot_precision(q.dtype))
-    return cfg, bt, args
 
 
 def band_attn_bwd_dq(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq_acc):
     """dq_acc (fp32) += this branch's dq. The branch's output gradient is gate * do; delta is
     rowsum(gate * do * o_branch)."""
     bsz, seq = q.shape[:2]
-    cfg, bt, args = _bwd_common(q, k, v, band, "dq")
+    _, bt, consts = _launch_args(q, k, v, band, "dq")
     _band_dq_kernel[(triton.cdiv(seq, bt), bsz * k.shape[2])](
-        q, k, v, do, gate, lse, delta, dq_acc, seq, k.shape[1], scale * LOG2E, scale, *args,
-        num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq, NK=k.shape[1],
+        qk_scale=scale * LOG2E, sm_scale=scale, **consts,
     )
 
 
@@ -300,9 +264,9 @@ def band_attn_bwd_dkv(q, k, v, do, gate, lse, delta, band: Band, scale: float, d
     nk = k.shape[1]
     if nk == 0:
         return
-    cfg, bt, args = _bwd_common(q, k, v, band, "dkv")
+    cfg, bt, consts = _launch_args(q, k, v, band, "dkv")
     seg = max(bt, min(cfg["seg"], seq) // bt * bt)
     _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
-        q, k, v, do, gate, lse, delta, dk_acc, dv_acc, seq, nk, scale * LOG2E, scale, *args, seg,
-        num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
+        qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **consts,
     )

@@ -29,6 +29,11 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def cache_strides(name: str, t: torch.Tensor) -> dict:
+    """The kernels' stride arguments s_<name>_b, s_<name>_h, s_<name>_t of a head-major cache tensor."""
+    return {f"s_{name}_b": t.stride(0), f"s_{name}_h": t.stride(1), f"s_{name}_t": t.stride(2)}
+
+
 def _interpreter_numpy_compat() -> None:
     """Let triton 3.6's CPU interpreter run loops with run-time bounds under numpy >= 2.4.
 

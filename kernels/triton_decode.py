@@ -3,22 +3,21 @@
 A decode step is four launches, none of which needs the host to know the sequence lengths
 (they are read on the device), so a step can be captured in a CUDA graph:
 
-  _cmp_kernel      grid (B*H, P_CMP + P_WIN): programs s < P_CMP do compressed attention split
-                   over the compressed tokens (flash-decoding). Each writes a partial output with
-                   its base-2 running max and sum, and, per tile of BN compressed tokens, the
-                   partial block importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each
-                   query head and each selection block j the tile touches, with that m_tile.
-                   The others attend to a slice of the sliding window (which needs no selection,
-                   so its reads overlap the compressed ones) and write a partial output.
-  _select_kernel   grid (B*H, P_SEL): global softmax statistics from the partials (and, when
-                   P_SEL is large, the merged compressed output of G/P_SEL query heads), importance
-                   of BB selection blocks (summed over the G heads of the group), forced blocks,
-                   and the BB blocks' local top-n (tl.topk on int64 keys: score, then lower index).
-  _sparse_kernel   grid (B*H, ceil(n/SB)): program s merges the local top-n lists (tl.topk
-                   again) and attends to the blocks of global rank s*SB .. s*SB+SB-1, writing a
-                   partial output.
-  _combine_kernel  grid (B*HQ,): merges the partials of each branch (the compressed one unless
-                   _select_kernel did) and writes the gated sum.
+  _decode_cmp_win_kernel  grid (B*H, P_CMP + P_WIN): programs s < P_CMP do compressed attention
+        split over the compressed tokens (flash-decoding). Each writes a partial output with its
+        base-2 running max and sum, and, per tile of BN compressed tokens, the partial block
+        importance sum_i exp2(s_i - m_tile) * overlap(i, j) / d for each query head and each
+        selection block j the tile touches, with that m_tile. The others attend to a slice of the
+        sliding window (which needs no selection, so its reads overlap the compressed ones) and
+        write a partial output.
+  _decode_select_kernel  grid (B*H, P_SEL): global softmax statistics from the partials (and,
+        when P_SEL is large, the merged compressed output of G/P_SEL query heads), importance of
+        BB selection blocks (summed over the G heads of the group), forced blocks, and the BB
+        blocks' local top-n (tl.topk on int64 keys: score, then lower index).
+  _decode_slc_kernel  grid (B*H, ceil(n/SB)): program s merges the local top-n lists (tl.topk
+        again) and attends to the blocks of global rank s*SB .. s*SB+SB-1, writing a partial output.
+  _decode_combine_kernel  grid (B*HQ,): merges the partials of each branch (the compressed one
+        unless _decode_select_kernel did) and writes the gated sum.
 
 All softmax arithmetic is base 2 (scores times scale * log2 e). Caches are head-major:
 k/v [B, H, T_max, d], compressed k/v [B, H, N_max + 1, d].
@@ -29,11 +28,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_tiles import softmax_state
+
 LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _append_kernel(
+def _cache_append_kernel(
     LEN, KN, VN, K, V, KC, VC, KSN, VSN, KS, VS, KWN, VWN, KW, VW,
     s_kn_b, s_kn_h, s_vn_b, s_vn_h,
     s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t,
@@ -45,7 +46,7 @@ def _append_kernel(
 ):
     """Write token `len` of sequence b (all heads); with MEAN_POOL, also the compressed token a
     completed block gives (else into the trash row) and bump the length. New tokens [B,1,H,d]
-    share strides with their selection/window twins; caches share strides likewise."""
+    share strides with their selection/window twins; caches share strides likewise. Grid (B,)."""
     b = tl.program_id(0)
     pos = tl.load(LEN + b)
     dk = tl.arange(0, BDK)
@@ -63,8 +64,8 @@ def _append_kernel(
         new_v = b * s_vn_b + h * s_vn_h
         at_k = b * s_k_b + h * s_k_h + pos * s_k_t
         at_v = b * s_v_b + h * s_v_h + pos * s_v_t
-        kn = tl.load(KN + new_k + dk, mask=dkm)
-        vn = tl.load(VN + new_v + dv, mask=dvm)
+        kn = tl.load(KN + new_k + dk, mask=dkm)  # [BDK]
+        vn = tl.load(VN + new_v + dv, mask=dvm)  # [BDV]
         tl.store(K + at_k + dk, kn, mask=dkm)
         tl.store(V + at_v + dv, vn, mask=dvm)
         if SEPARATE_SLC:
@@ -76,15 +77,27 @@ def _append_kernel(
         if MEAN_POOL:
             # The block's other l-1 tokens come from the cache, the new one from registers.
             kp = tl.load(K + b * s_k_b + h * s_k_h + prev[:, None] * s_k_t + dk[None, :],
-                         mask=prev_ok[:, None] & dkm[None, :], other=0.0).to(tl.float32)
+                         mask=prev_ok[:, None] & dkm[None, :], other=0.0).to(tl.float32)  # [BL, BDK]
             vp = tl.load(V + b * s_v_b + h * s_v_h + prev[:, None] * s_v_t + dv[None, :],
-                         mask=prev_ok[:, None] & dvm[None, :], other=0.0).to(tl.float32)
+                         mask=prev_ok[:, None] & dvm[None, :], other=0.0).to(tl.float32)  # [BL, BDV]
             kmean = (tl.sum(kp, axis=0) + kn.to(tl.float32)) / CMP_BLOCK
             vmean = (tl.sum(vp, axis=0) + vn.to(tl.float32)) / CMP_BLOCK
             tl.store(KC + b * s_kc_b + h * s_kc_h + slot * s_kc_t + dk, kmean.to(kn.dtype), mask=dkm)
             tl.store(VC + b * s_vc_b + h * s_vc_h + slot * s_vc_t + dv, vmean.to(vn.dtype), mask=dvm)
     if MEAN_POOL:
         tl.store(LEN + b, n_new)
+
+
+@triton.jit
+def _decode_program(LEN, H: tl.constexpr):
+    """This program's (batch * KV head) bh, its slice s (program_id 1), batch b, KV head h and
+    the sequence length."""
+    bh = tl.program_id(0)
+    s = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    length = tl.load(LEN + b)
+    return bh, s, b, h, length
 
 
 @triton.jit
@@ -105,22 +118,23 @@ def _attend_tile(q, K, V, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
     relative to the new running max)."""
     dk = tl.arange(0, BDK)
     dv = tl.arange(0, BDV)
-    k = tl.load(K + pos[:, None] * s_k_t + dk[None, :], mask=ok[:, None] & (dk < DK)[None, :], other=0.0)
-    s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+    k = tl.load(K + pos[:, None] * s_k_t + dk[None, :], mask=ok[:, None] & (dk < DK)[None, :], other=0.0)  # [BN, BDK]
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [GP, BN]
     s = tl.where(ok[None, :], s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    m_ref = tl.where(m_new > float("-inf"), m_new, 0.0)  # a tile with no key leaves the state as is
-    p = tl.exp2(s - m_ref[:, None])
-    alpha = tl.exp2(m_i - m_ref)
-    v = tl.load(V + pos[:, None] * s_v_t + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-    l_i = l_i * alpha + tl.sum(p, axis=1)
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))  # [GP]
+    m_ref = tl.where(m_new > float("-inf"), m_new, 0.0)  # [GP]; a tile with no key leaves the state as is
+    p = tl.exp2(s - m_ref[:, None])  # [GP, BN]
+    alpha = tl.exp2(m_i - m_ref)  # [GP]
+    v = tl.load(V + pos[:, None] * s_v_t + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)  # [BN, BDV]
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)  # [GP, BDV]
+    l_i = l_i * alpha + tl.sum(p, axis=1)  # [GP]
     return m_new, l_i, acc, p
 
 
 @triton.jit
 def _store_partial(WO, WM, WL, slot, m_i, l_i, acc, G: tl.constexpr, GP: tl.constexpr,
                    DV: tl.constexpr, BDV: tl.constexpr):
+    """Write the partial (acc [GP, BDV] unnormalised, m_i, l_i [GP]) of the G rows into slot."""
     rows = tl.arange(0, GP)
     dv = tl.arange(0, BDV)
     row_ok = rows < G
@@ -131,7 +145,7 @@ def _store_partial(WO, WM, WL, slot, m_i, l_i, acc, G: tl.constexpr, GP: tl.cons
 
 
 @triton.jit
-def _cmp_kernel(
+def _decode_cmp_win_kernel(
     Q, KC, VC, KW, VW, LEN, WO, WM, WL, WIMP, WIMPM,
     s_q_b, s_q_h, s_kc_b, s_kc_h, s_kc_t, s_vc_b, s_vc_h, s_vc_t,
     s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale,
@@ -142,11 +156,10 @@ def _cmp_kernel(
     N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr, TILES: tl.constexpr, BN: tl.constexpr,
     N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr, BNBT: tl.constexpr, PREC: tl.constexpr,
 ):
-    bh = tl.program_id(0)
-    s = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    length = tl.load(LEN + b)
+    """Programs s < P_CMP: compressed attention over TILES tiles of BN compressed tokens, a partial
+    output and each tile's block importance; the others: a WCH-token slice of the sliding window.
+    Grid (B * H, P_CMP + P_WIN)."""
+    bh, s, b, h, length = _decode_program(LEN, H)
     if s >= P_CMP:  # a slice of the sliding window, into slot P_CMP + SLC_PROGS + (s - P_CMP)
         _window_slice(Q, KW, VW, WO, WM, WL, b, h, bh, s - P_CMP, length, s_q_b, s_q_h,
                       s_kw_b, s_kw_h, s_kw_t, s_vw_b, s_vw_h, s_vw_t, qk_scale, G, GP, DK, DV, BDK, BDV,
@@ -154,13 +167,11 @@ def _cmp_kernel(
     else:
         n_cmp = tl.where(length >= CMP_BLOCK, (length - CMP_BLOCK) // CMP_STRIDE + 1, 0)
         n_tiles = tl.cdiv(n_cmp, BN)
-        q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
+        q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)  # [GP, BDK]
         rows = tl.arange(0, GP)
-        row_ok = rows < G
+        row_ok = rows < G  # [GP]
         cols = tl.arange(0, BNBT)
-        m_i = tl.full([GP], float("-inf"), tl.float32)
-        l_i = tl.zeros([GP], tl.float32)
-        acc = tl.zeros([GP, BDV], tl.float32)
+        m_i, l_i, acc = softmax_state(GP, BDV)  # [GP], [GP], [GP, BDV]
         kc = KC + b * s_kc_b + h * s_kc_h
         vc = VC + b * s_vc_b + h * s_vc_h
         # Overlap (in units of d) of a tile's compressed token r with the tile's selection block c:
@@ -168,15 +179,15 @@ def _cmp_kernel(
         tok_lo = tl.arange(0, BN) * CMP_STRIDE
         blk_lo = cols * SLC_BLOCK
         ov = (tl.minimum(tok_lo[:, None] + CMP_BLOCK, blk_lo[None, :] + SLC_BLOCK)
-              - tl.maximum(tok_lo[:, None], blk_lo[None, :]))
-        w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)
+              - tl.maximum(tok_lo[:, None], blk_lo[None, :]))  # [BN, BNBT]
+        w = tl.where((ov > 0) & (cols < NBT)[None, :], ov.to(tl.float32) / CMP_STRIDE, 0.0)  # [BN, BNBT]
         t_lo = s * TILES
         t_hi = tl.minimum(t_lo + TILES, n_tiles)
         for tile in range(t_lo, t_hi):
-            i = tile * BN + tl.arange(0, BN)
+            i = tile * BN + tl.arange(0, BN)  # [BN]
             m_i, l_i, acc, p = _attend_tile(q, kc, vc, i, i < n_cmp, s_kc_t, s_vc_t, m_i, l_i, acc, qk_scale,
                                             DK, DV, BDK, BDV, PREC)
-            imp = tl.dot(p, w, input_precision="tf32x3")  # w holds small integers: exact in tf32
+            imp = tl.dot(p, w, input_precision="tf32x3")  # [GP, BNBT]; w holds small integers: exact in tf32
             at = (bh * N_TILES_CAP + tile) * G
             tl.store(WIMP + (at + rows)[:, None] * NBT + cols[None, :], imp,
                      mask=row_ok[:, None] & (cols < NBT)[None, :])
@@ -195,7 +206,7 @@ def _merge(m, l, o, inb):
 
 
 @triton.jit
-def _select_kernel(
+def _decode_select_kernel(
     LEN, WO, WM, WL, WIMP, WIMPM, CAND, OC,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
@@ -203,6 +214,8 @@ def _select_kernel(
     BN: tl.constexpr, N_TILES_CAP: tl.constexpr, BPT: tl.constexpr, NBT: tl.constexpr,
     BB: tl.constexpr, P_SEL: tl.constexpr, N_SEL: tl.constexpr, KP: tl.constexpr, MERGE_CMP: tl.constexpr,
 ):
+    """Importance and local top-n of BB selection blocks of one KV head (and, with MERGE_CMP, the
+    compressed output of query heads s, s + P_SEL, ...). Grid (B * H, P_SEL)."""
     bh = tl.program_id(0)
     s = tl.program_id(1)
     b = bh // H
@@ -217,15 +230,15 @@ def _select_kernel(
     ps = tl.arange(0, BP_CMP)
     st = (bh * N_SLOTS + ps)[:, None] * G + rows[None, :]
     st_ok = (ps < P_CMP)[:, None] & row_ok[None, :]
-    mp = tl.load(WM + st, mask=st_ok, other=float("-inf"))
-    lp = tl.load(WL + st, mask=st_ok, other=0.0)
-    m_all = tl.max(mp, axis=0)
+    mp = tl.load(WM + st, mask=st_ok, other=float("-inf"))  # [BP_CMP, GP]
+    lp = tl.load(WL + st, mask=st_ok, other=0.0)  # [BP_CMP, GP]
+    m_all = tl.max(mp, axis=0)  # [GP]
     m_all = tl.where(m_all > float("-inf"), m_all, 0.0)
-    l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)
-    inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)
+    l_all = tl.sum(lp * tl.exp2(mp - m_all[None, :]), axis=0)  # [GP]
+    inv_l = tl.where(l_all > 0, 1.0 / tl.where(l_all > 0, l_all, 1.0), 0.0)  # [GP]
 
     # With MERGE_CMP, the compressed branch's output of rows s, s + P_SEL, ...: its partials
-    # merged and normalised (worth it when P_SEL programs share the G rows; else _combine_kernel
+    # merged and normalised (worth it when P_SEL programs share the G rows; else _decode_combine_kernel
     # merges them).
     dv = tl.arange(0, BDV)
     for r in range(s, G if MERGE_CMP else 0, P_SEL):
@@ -233,18 +246,18 @@ def _select_kernel(
         m_r = tl.load(WM + at, mask=ps < P_CMP, other=float("-inf"))
         l_r = tl.load(WL + at, mask=ps < P_CMP, other=0.0)
         o_r = tl.load(WO + at[:, None] * DV + dv[None, :], mask=(ps < P_CMP)[:, None] & (dv < DV)[None, :],
-                      other=0.0)
+                      other=0.0)  # [BP_CMP, BDV]
         tl.store(OC + (bh * G + r) * DV + dv, _merge(m_r, l_r, o_r, ps < P_CMP), mask=dv < DV)
 
     # Importance of blocks j: each tile's partial, rescaled to the global softmax, over heads;
     # a block also collects the spill of the tile before it (compressed blocks crossing its start).
-    j = s * BB + tl.arange(0, BB)
+    j = s * BB + tl.arange(0, BB)  # [BB]
     tile = j // BPT
     r = j % BPT
-    at = (bh * N_TILES_CAP + tile)[:, None] * G + rows[None, :]
-    ok = (tile < n_tiles)[:, None] & row_ok[None, :]
-    scale = tl.exp2(tl.load(WIMPM + at, mask=ok, other=float("-inf")) - m_all[None, :]) * inv_l[None, :]
-    score = tl.sum(tl.load(WIMP + at * NBT + r[:, None], mask=ok, other=0.0) * scale, axis=1)
+    at = (bh * N_TILES_CAP + tile)[:, None] * G + rows[None, :]  # [BB, GP]
+    ok = (tile < n_tiles)[:, None] & row_ok[None, :]  # [BB, GP]
+    scale = tl.exp2(tl.load(WIMPM + at, mask=ok, other=float("-inf")) - m_all[None, :]) * inv_l[None, :]  # [BB, GP]
+    score = tl.sum(tl.load(WIMP + at * NBT + r[:, None], mask=ok, other=0.0) * scale, axis=1)  # [BB]
     if NBT > BPT:
         at = at - G
         ok = ((tile >= 1) & (tile - 1 < n_tiles) & (r < NBT - BPT))[:, None] & row_ok[None, :]
@@ -254,7 +267,7 @@ def _select_kernel(
     started = j <= cur
     forced = started & ((j == 0) | (j == cur) | (j == cur - 1))
     key = tl.where(forced, float("inf"), tl.where(started, score, float("-inf")))
-    top = tl.topk(_rank_key(key, j), KP)
+    top = tl.topk(_rank_key(key, j), KP)  # [KP]
     k = tl.arange(0, KP)
     tl.store(CAND + (bh * P_SEL + s) * N_SEL + k, top, mask=k < N_SEL)
 
@@ -275,22 +288,20 @@ def _window_slice(Q, KW, VW, WO, WM, WL, b, h, bh, w, length, s_q_b, s_q_h,
                   BDK: tl.constexpr, BDV: tl.constexpr, WINDOW: tl.constexpr, WCH: tl.constexpr,
                   BW: tl.constexpr, N_SLOTS: tl.constexpr, FIRST_SLOT: tl.constexpr, PREC: tl.constexpr):
     """Slice w (WCH tokens) of the sliding window: a partial output into slot FIRST_SLOT + w."""
-    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
-    m_i = tl.full([GP], float("-inf"), tl.float32)
-    l_i = tl.zeros([GP], tl.float32)
-    acc = tl.zeros([GP, BDV], tl.float32)
+    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)  # [GP, BDK]
+    m_i, l_i, acc = softmax_state(GP, BDV)  # [GP], [GP], [GP, BDV]
     kw = KW + b * s_kw_b + h * s_kw_h
     vw = VW + b * s_vw_b + h * s_vw_h
     start = tl.maximum(length - WINDOW, 0) + w * WCH
     for off in range(0, WCH, BW):
-        pos = start + off + tl.arange(0, BW)
+        pos = start + off + tl.arange(0, BW)  # [BW]
         m_i, l_i, acc, p = _attend_tile(q, kw, vw, pos, pos < length, s_kw_t, s_vw_t, m_i, l_i, acc, qk_scale,
                                         DK, DV, BDK, BDV, PREC)
     _store_partial(WO, WM, WL, bh * N_SLOTS + FIRST_SLOT + w, m_i, l_i, acc, G, GP, DV, BDV)
 
 
 @triton.jit
-def _sparse_kernel(
+def _decode_slc_kernel(
     Q, KS, VS, LEN, CAND, WO, WM, WL,
     s_q_b, s_q_h, s_k_b, s_k_h, s_k_t, s_v_b, s_v_h, s_v_t, qk_scale,
     H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
@@ -298,18 +309,14 @@ def _sparse_kernel(
     SLC_BLOCK: tl.constexpr, N_SLOTS: tl.constexpr, P_CMP: tl.constexpr, SB: tl.constexpr, N_SEL: tl.constexpr,
     KP: tl.constexpr, N_CAND: tl.constexpr, BCAND: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
 ):
-    bh = tl.program_id(0)
-    s = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    length = tl.load(LEN + b)
-    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)
-    m_i = tl.full([GP], float("-inf"), tl.float32)
-    l_i = tl.zeros([GP], tl.float32)
-    acc = tl.zeros([GP, BDV], tl.float32)
+    """Program s: the blocks of global rank s*SB .. s*SB+SB-1 of the merged local top-n lists,
+    attended in tiles of BS keys, a partial output. Grid (B * H, ceil(n / SB))."""
+    bh, s, b, h, length = _decode_program(LEN, H)
+    q = _load_q(Q, b, h, s_q_b, s_q_h, G, GP, DK, BDK)  # [GP, BDK]
+    m_i, l_i, acc = softmax_state(GP, BDV)  # [GP], [GP], [GP, BDV]
     # This program's ranks s*SB .. s*SB+SB-1 of the merged local top-n lists.
     c = tl.arange(0, BCAND)
-    top = tl.topk(tl.load(CAND + bh * N_CAND + c, mask=c < N_CAND, other=-(1 << 62)), KP)
+    top = tl.topk(tl.load(CAND + bh * N_CAND + c, mask=c < N_CAND, other=-(1 << 62)), KP)  # [KP]
     k = tl.arange(0, KP)
     ks = KS + b * s_k_b + h * s_k_h
     vs = VS + b * s_v_b + h * s_v_h
@@ -319,7 +326,7 @@ def _sparse_kernel(
             blk = 2147483647 - (ck & 4294967295).to(tl.int32)
             for off in range(0, SLC_BLOCK, BS):
                 r = off + tl.arange(0, BS)
-                pos = blk * SLC_BLOCK + r
+                pos = blk * SLC_BLOCK + r  # [BS]
                 ok = (r < SLC_BLOCK) & (pos < length)
                 m_i, l_i, acc, p = _attend_tile(q, ks, vs, pos, ok, s_k_t, s_v_t, m_i, l_i, acc, qk_scale,
                                                 DK, DV, BDK, BDV, PREC)
@@ -327,13 +334,15 @@ def _sparse_kernel(
 
 
 @triton.jit
-def _combine_kernel(
+def _decode_combine_kernel(
     OC, WO, WM, WL, GC, GS, GW, O,
     s_g_b, s_g_h, s_o_b, s_o_h,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr,
     N_SLOTS: tl.constexpr, BSLOTS: tl.constexpr, P_CMP: tl.constexpr, SLC_PROGS: tl.constexpr,
     MERGE_CMP: tl.constexpr,
 ):
+    """The output row of one (batch, query head): each branch's partials merged, gated and summed.
+    Grid (B * HQ,)."""
     pid = tl.program_id(0)
     b = pid // HQ
     hq = pid % HQ
@@ -344,11 +353,11 @@ def _combine_kernel(
     dv = tl.arange(0, BDV)
     ok = sl < N_SLOTS
     at = (bh * N_SLOTS + sl) * G + g
-    m = tl.load(WM + at, mask=ok, other=float("-inf"))
-    l = tl.load(WL + at, mask=ok, other=0.0)
-    o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)
+    m = tl.load(WM + at, mask=ok, other=float("-inf"))  # [BSLOTS]
+    l = tl.load(WL + at, mask=ok, other=0.0)  # [BSLOTS]
+    o = tl.load(WO + at[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv < DV)[None, :], other=0.0)  # [BSLOTS, BDV]
     if MERGE_CMP:
-        o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)
+        o_cmp = tl.load(OC + (bh * G + g) * DV + dv, mask=dv < DV, other=0.0)  # [BDV]
     else:
         o_cmp = _merge(m, l, o, sl < P_CMP)
     o_slc = _merge(m, l, o, (sl >= P_CMP) & (sl < P_CMP + SLC_PROGS))

@@ -17,17 +17,33 @@ ROWS = 32  # rows per program
 
 
 @triton.jit
-def _combine_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
+def _gate_rows(NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
+    """This program's BR rows of [NROWS, DV]: row index [BR] (int64), row mask [BR], tile mask and
+    offsets [BR, BDV]."""
     rows = tl.program_id(0) * BR + tl.arange(0, BR)
-    rmask = rows < NROWS
-    rows = rows.to(tl.int64)
+    rmask = rows < NROWS  # [BR]
+    rows = rows.to(tl.int64)  # [BR]
     cols = tl.arange(0, BDV)
-    mask = rmask[:, None] & (cols[None, :] < DV)
-    offs = rows[:, None] * DV + cols[None, :]
-    gc = tl.load(GC + rows, mask=rmask, other=0.0).to(tl.float32)
-    gs = tl.load(GS + rows, mask=rmask, other=0.0).to(tl.float32)
-    gw = tl.load(GW + rows, mask=rmask, other=0.0).to(tl.float32)
-    out = gc[:, None] * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32)
+    mask = rmask[:, None] & (cols[None, :] < DV)  # [BR, BDV]
+    offs = rows[:, None] * DV + cols[None, :]  # [BR, BDV]
+    return rows, rmask, mask, offs
+
+
+@triton.jit
+def _load_gates(GC, GS, GW, rows, rmask):
+    """The three gates of the rows, fp32 [BR] each."""
+    gc = tl.load(GC + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+    gs = tl.load(GS + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+    gw = tl.load(GW + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+    return gc, gs, gw
+
+
+@triton.jit
+def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
+    """OUT = GC * OC + GS * OS + GW * OW for BR rows (token, query head). Grid (cdiv(NROWS, BR),)."""
+    rows, rmask, mask, offs = _gate_rows(NROWS, DV, BDV, BR)
+    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask)
+    out = gc[:, None] * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32)  # [BR, BDV]
     out += gs[:, None] * tl.load(OS + offs, mask=mask, other=0.0).to(tl.float32)
     out += gw[:, None] * tl.load(OW + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=mask)
@@ -38,22 +54,17 @@ def _gate_grad_kernel(
     DO, OC, OS, OW, GC, GS, GW, DGC, DGS, DGW, DELTA, NROWS,
     DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BR + tl.arange(0, BR)
-    rmask = rows < NROWS
-    rows = rows.to(tl.int64)
-    cols = tl.arange(0, BDV)
-    mask = rmask[:, None] & (cols[None, :] < DV)
-    offs = rows[:, None] * DV + cols[None, :]
-    do = tl.load(DO + offs, mask=mask, other=0.0).to(tl.float32)
-    dgc = tl.sum(do * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32), 1)
-    dgs = tl.sum(do * tl.load(OS + offs, mask=mask, other=0.0).to(tl.float32), 1)
-    dgw = tl.sum(do * tl.load(OW + offs, mask=mask, other=0.0).to(tl.float32), 1)
+    """Gate gradients DG* = rowsum(DO * O*) and deltas DELTA[branch] = G* * DG* of BR rows.
+    Grid (cdiv(NROWS, BR),)."""
+    rows, rmask, mask, offs = _gate_rows(NROWS, DV, BDV, BR)
+    do = tl.load(DO + offs, mask=mask, other=0.0).to(tl.float32)  # [BR, BDV]
+    dgc = tl.sum(do * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32), 1)  # [BR]
+    dgs = tl.sum(do * tl.load(OS + offs, mask=mask, other=0.0).to(tl.float32), 1)  # [BR]
+    dgw = tl.sum(do * tl.load(OW + offs, mask=mask, other=0.0).to(tl.float32), 1)  # [BR]
     tl.store(DGC + rows, dgc.to(DGC.dtype.element_ty), mask=rmask)
     tl.store(DGS + rows, dgs.to(DGS.dtype.element_ty), mask=rmask)
     tl.store(DGW + rows, dgw.to(DGW.dtype.element_ty), mask=rmask)
-    gc = tl.load(GC + rows, mask=rmask, other=0.0).to(tl.float32)
-    gs = tl.load(GS + rows, mask=rmask, other=0.0).to(tl.float32)
-    gw = tl.load(GW + rows, mask=rmask, other=0.0).to(tl.float32)
+    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask)
     tl.store(DELTA + rows, gc * dgc, mask=rmask)
     tl.store(DELTA + NROWS + rows, gs * dgs, mask=rmask)
     tl.store(DELTA + 2 * NROWS + rows, gw * dgw, mask=rmask)
@@ -64,8 +75,9 @@ def gated_sum(o_cmp, o_slc, o_win, g_cmp, g_slc, g_win) -> torch.Tensor:
     dv = o_cmp.shape[-1]
     n_rows = o_cmp.numel() // dv
     out = new_output(o_cmp.shape, o_cmp.dtype, o_cmp.device)
-    _combine_kernel[(triton.cdiv(n_rows, ROWS),)](
-        o_cmp, o_slc, o_win, g_cmp, g_slc, g_win, out, n_rows, dv, next_pow2(dv), ROWS, num_warps=4,
+    _gated_sum_kernel[(triton.cdiv(n_rows, ROWS),)](
+        OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, OUT=out, NROWS=n_rows,
+        DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
     )
     return out
 
@@ -77,6 +89,7 @@ def gate_grads(do, o_cmp, o_slc, o_win, g_cmp, g_slc, g_win):
     dgs = [new_output(g_cmp.shape, g_cmp.dtype, do.device) for _ in range(3)]
     delta = new_output((3, *g_cmp.shape), torch.float32, do.device)
     _gate_grad_kernel[(triton.cdiv(n_rows, ROWS),)](
-        do, o_cmp, o_slc, o_win, g_cmp, g_slc, g_win, *dgs, delta, n_rows, dv, next_pow2(dv), ROWS, num_warps=4,
+        DO=do, OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, DGC=dgs[0], DGS=dgs[1], DGW=dgs[2],
+        DELTA=delta, NROWS=n_rows, DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
     )
     return dgs, delta

@@ -21,6 +21,10 @@ import triton.language as tl
 
 from .triton_band import LOG2E
 from .triton_common import dot_precision, new_output, next_pow2
+from .triton_tiles import (
+    add_key_grads, dkv_update, dq_update, key_grad_tile, load_grad_rows, load_rows, softmax_state, softmax_update,
+    store_softmax_result,
+)
 
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
 # tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune; the H200
@@ -33,49 +37,52 @@ LAUNCH = {
 
 
 @triton.jit
+def _slc_query_rows(T, HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr):
+    """This program's token t, batch b, KV head h, and its G query heads (padded to BG rows):
+    row mask [BG] and flat row index into [B*T*HQ] [BG]."""
+    t = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    g = tl.arange(0, BG)
+    gmask = g < G  # [BG]
+    row = (b * T + t).to(tl.int64) * HQ + h * G + g  # [BG]
+    return t, b, h, gmask, row
+
+
+@triton.jit
+def _slc_block_keys(sel, s_i, t, b, h, T, H: tl.constexpr, BS: tl.constexpr):
+    """The keys of token t's s_i-th selected block (sel: its block list): key rows [BS] and
+    mask [BS] (causal, and none for a -1 padding entry)."""
+    j = tl.load(sel + s_i)
+    kpos = j * BS + tl.arange(0, BS)  # [BS]
+    kmask = (kpos <= t) & (j >= 0)  # [BS]
+    krow = (b * T + kpos).to(tl.int64) * H + h  # [BS]
+    return krow, kmask
+
+
+@triton.jit
 def _slc_fwd_kernel(
     Q, K, V, IDX, O, LSE, T, qk_scale,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
 ):
-    t = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    g = tl.arange(0, BG)
-    gmask = g < G
-    row = (b * T + t).to(tl.int64) * HQ + h * G + g
+    """O and LSE of one token x the G query heads of one KV head over the token's selected
+    blocks. Grid (T, B * H)."""
+    t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=gmask[:, None] & (offk[None, :] < DK), other=0.0)
-    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N
+    q = load_rows(Q, row, gmask, offk, DK)  # [BG, BDK]
+    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
-    kb = tl.arange(0, BS)
-    m_i = tl.full([BG], float("-inf"), tl.float32)
-    l_i = tl.zeros([BG], tl.float32)
-    acc = tl.zeros([BG, BDV], tl.float32)
+    m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for s_i in range(n_sel):
-        j = tl.load(sel + s_i)
-        kpos = j * BS + kb
-        kmask = (kpos <= t) & (j >= 0)
-        krow = (b * T + kpos).to(tl.int64) * H + h
-        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
-        s = tl.where(kmask[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
-        m_i = m_new
-    has = l_i > 0
-    o = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("inf"))
-    tl.store(O + row[:, None] * DV + offv[None, :], o.to(O.dtype.element_ty), mask=gmask[:, None] & (offv[None, :] < DV))
-    tl.store(LSE + row, lse, mask=gmask)
+        krow, kmask = _slc_block_keys(sel, s_i, t, b, h, T, H, BS)
+        k = load_rows(K, krow, kmask, offk, DK)  # [BS, BDK]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
+        m_i, l_i, acc = softmax_update(s, kmask[None, :], V, krow, kmask, offv, m_i, l_i, acc, DV, PREC)
+    store_softmax_result(O, LSE, row, gmask, offv, m_i, l_i, acc, DV)
 
 
 @triton.jit
@@ -85,40 +92,23 @@ def _slc_dq_kernel(
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
 ):
-    """DQ (fp32, accumulated in place) += the selection branch's dq."""
-    t = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    g = tl.arange(0, BG)
-    gmask = g < G
-    row = (b * T + t).to(tl.int64) * HQ + h * G + g
+    """DQ (fp32, accumulated in place) += the selection branch's dq of one token x the G query
+    heads of one KV head. Grid (T, B * H)."""
+    t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    qmask = gmask[:, None] & (offk[None, :] < DK)
-    q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=qmask, other=0.0)
-    gate = tl.load(GATE + row, mask=gmask, other=0.0).to(tl.float32)
-    do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=gmask[:, None] & (offv[None, :] < DV), other=0.0)
-    do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)
-    lse = tl.load(LSE + row, mask=gmask, other=float("inf"))
-    delta = tl.load(DELTA + row, mask=gmask, other=0.0)
-    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N
+    qmask = gmask[:, None] & (offk[None, :] < DK)  # [BG, BDK]
+    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, gmask, offk, offv, DK, DV)
+    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
-    kb = tl.arange(0, BS)
-    dq = tl.zeros([BG, BDK], tl.float32)
+    dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
     for s_i in range(n_sel):
-        j = tl.load(sel + s_i)
-        kpos = j * BS + kb
-        kmask = (kpos <= t) & (j >= 0)
-        krow = (b * T + kpos).to(tl.int64) * H + h
-        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask[:, None] & (offk[None, :] < DK), other=0.0)
-        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask[:, None] & (offv[None, :] < DV), other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
-        p = tl.where(kmask[None, :], tl.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
-    ptrs = DQ + row[:, None] * DK + offk[None, :]
+        krow, kmask = _slc_block_keys(sel, s_i, t, b, h, T, H, BS)
+        k = load_rows(K, krow, kmask, offk, DK)  # [BS, BDK]
+        v = load_rows(V, krow, kmask, offv, DV)  # [BS, BDV]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
+        dq = dq_update(s, kmask[None, :], k, v, do, lse, delta, dq, PREC)
+    ptrs = DQ + row[:, None] * DK + offk[None, :]  # [BG, BDK]
     tl.store(ptrs, tl.load(ptrs, mask=qmask, other=0.0) + dq * sm_scale, mask=qmask)
 
 
@@ -130,8 +120,9 @@ def _slc_dkv_kernel(
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, PREC: tl.constexpr,
 ):
-    """DK_ACC/DV_ACC (fp32) += the selection branch's dk/dv of one block, from one chunk of
-    the tokens that selected it (atomic adds: a block may have several chunks)."""
+    """DK_ACC/DV_ACC (fp32) += the selection branch's dk/dv of one block, from one chunk of at
+    most CH of the tokens that selected it, BT tokens x G heads per tile (atomic adds: a block
+    may have several chunks). Grid (work items,): one per chunk, unused ones exit."""
     BM: tl.constexpr = BT * G
     pid = tl.program_id(0)
     key = tl.load(WORK_KEY + pid)
@@ -143,52 +134,40 @@ def _slc_dkv_kernel(
         j = key % NS
         b = bh // H
         h = bh % H
-        kpos = j * BS + tl.arange(0, BS)
-        kmask = kpos < T
-        krow = (b * T + kpos).to(tl.int64) * H + h
-        offk = tl.arange(0, BDK)
-        offv = tl.arange(0, BDV)
-        kmask_k = kmask[:, None] & (offk[None, :] < DK)
-        kmask_v = kmask[:, None] & (offv[None, :] < DV)
-        k = tl.load(K + krow[:, None] * DK + offk[None, :], mask=kmask_k, other=0.0)
-        v = tl.load(V + krow[:, None] * DV + offv[None, :], mask=kmask_v, other=0.0)
-        dk = tl.zeros([BS, BDK], tl.float32)
-        dv = tl.zeros([BS, BDV], tl.float32)
+        kpos = j * BS + tl.arange(0, BS)  # [BS]
+        krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kpos, T, H, BS, DK, DV, BDK, BDV)
         r = tl.arange(0, BM)
         for i0 in range(0, count, BT):
-            ti = i0 + r // G
-            rmask = ti < count
-            tok = tl.load(TOKENS + start + ti, mask=rmask, other=0)
-            row = (b * T + tok).to(tl.int64) * HQ + h * G + r % G
-            q = tl.load(Q + row[:, None] * DK + offk[None, :], mask=rmask[:, None] & (offk[None, :] < DK), other=0.0)
-            gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)
-            do = tl.load(DO + row[:, None] * DV + offv[None, :], mask=rmask[:, None] & (offv[None, :] < DV), other=0.0)
-            do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)
-            lse = tl.load(LSE + row, mask=rmask, other=float("inf"))
-            delta = tl.load(DELTA + row, mask=rmask, other=0.0)
-            st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale
-            vis = (kpos[:, None] <= tok[None, :]) & rmask[None, :]
-            pt = tl.where(vis, tl.exp2(st - lse[None, :]), 0.0)
-            dv += tl.dot(pt.to(q.dtype), do, input_precision=PREC)
-            dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
-            dst = pt * (dpt - delta[None, :])
-            dk += tl.dot(dst.to(q.dtype), q, input_precision=PREC)
-        tl.atomic_add(DK_ACC + krow[:, None] * DK + offk[None, :], dk * sm_scale, mask=kmask_k)
-        tl.atomic_add(DV_ACC + krow[:, None] * DV + offv[None, :], dv, mask=kmask_v)
+            ti = i0 + r // G  # [BM]
+            rmask = ti < count  # [BM]
+            tok = tl.load(TOKENS + start + ti, mask=rmask, other=0)  # [BM]
+            row = (b * T + tok).to(tl.int64) * HQ + h * G + r % G  # [BM]
+            q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+            st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BS, BM]
+            vis = (kpos[:, None] <= tok[None, :]) & rmask[None, :]  # [BS, BM]
+            dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
+        add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
+
+
+
+def _consts(q, k, v, config) -> dict:
+    """The constexpr arguments the forward and dq kernels share (G query heads padded to BG >= 16
+    rows for tl.dot)."""
+    hq, dk, h, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
+    return dict(HQ=hq, H=h, G=hq // h, BG=max(16, hq // h), DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv),
+                BS=config.slc_block, N=config.slc_count, PREC=dot_precision(q.dtype))
 
 
 def slc_attn_fwd(q, k, v, indices, config, scale: float):
     """Selection-branch output [B,T,HQ,dv] and base-2 lse [B,T,HQ] given indices [B,T,H,n]."""
-    bsz, seq, hq, dk = q.shape
+    bsz, seq, hq, _ = q.shape
     h, dv = k.shape[2], v.shape[3]
-    g = hq // h
     o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
     cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
-        q, k, v, indices, o, lse, seq, scale * LOG2E,
-        hq, h, g, max(16, g), dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, config.slc_count,
-        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E,
+        **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
 
@@ -226,14 +205,13 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = 
 def slc_attn_bwd_dq(q, k, v, indices, do, gate, lse, delta, config, scale: float, dq_acc):
     """dq_acc (fp32) += the selection branch's dq (output gradient gate * do, delta its rowsum
     with o_slc)."""
-    bsz, seq, hq, dk = q.shape
-    h, dv = k.shape[2], v.shape[3]
-    g = hq // h
+    bsz, seq = q.shape[:2]
+    h = k.shape[2]
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
-        q, k, v, indices, do, gate, lse, delta, dq_acc, seq, scale * LOG2E, scale,
-        hq, h, g, max(16, g), dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, config.slc_count,
-        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, IDX=indices, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq,
+        qk_scale=scale * LOG2E, sm_scale=scale,
+        **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
 
 
@@ -246,8 +224,10 @@ def slc_attn_bwd_dkv(q, k, v, do, gate, lse, delta, config, scale: float, dk_acc
     work_key, work_chunk, seg_start, seg_count, tokens, chunk = block_index
     n_blocks = config.num_slc_blocks(seq)
     _slc_dkv_kernel[(work_key.numel(),)](
-        q, k, v, do, gate, lse, delta, dk_acc, dv_acc,
-        work_key, work_chunk, seg_start, seg_count, tokens, seq, n_blocks, bsz * h * n_blocks, scale * LOG2E, scale,
-        hq, h, g, dk, dv, next_pow2(dk), next_pow2(dv), config.slc_block, max(1, cfg["rows"] // g), chunk,
-        dot_precision(q.dtype), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc,
+        WORK_KEY=work_key, WORK_CHUNK=work_chunk, SEG_START=seg_start, SEG_COUNT=seg_count, TOKENS=tokens,
+        T=seq, NS=n_blocks, NKEYS=bsz * h * n_blocks, qk_scale=scale * LOG2E, sm_scale=scale,
+        HQ=hq, H=h, G=g, DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv), BS=config.slc_block,
+        BT=max(1, cfg["rows"] // g), CH=chunk, PREC=dot_precision(q.dtype),
+        num_warps=cfg["warps"], num_stages=cfg["stages"],
     )

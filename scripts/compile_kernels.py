@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         def write(row):
             writer.writerow(row)
             f.flush()
-            print(f"{row['case']:28s} {row['stage']:14s} {row['kernel']:18s} regs {row['regs']:3d}  "
+            print(f"{row['case']:28s} {row['stage']:14s} {row['kernel']:22s} regs {row['regs']:3d}  "
                   f"stack {row['stack_bytes']:4d} B  shared {row['shared_bytes']:6d} B", flush=True)
 
         case: list = [None]

@@ -246,10 +246,11 @@ def kernel_resources():
     from nsa_bench.kernels import triton_decode as td
 
     seen = set()
-    for name in ("_cmp_kernel", "_select_kernel", "_sparse_kernel", "_combine_kernel", "_append_kernel"):
+    for name in ("_decode_cmp_win_kernel", "_decode_select_kernel", "_decode_slc_kernel", "_decode_combine_kernel",
+                 "_cache_append_kernel"):
         for dev_cache in getattr(td, name).device_caches.values():
             for kernel in dev_cache[0].values():
-                line = (f"    {name:16s} regs {kernel.n_regs:4d} spills {kernel.n_spills:4d} "
+                line = (f"    {name:22s} regs {kernel.n_regs:4d} spills {kernel.n_spills:4d} "
                         f"shared {kernel.metadata.shared:6d} warps {kernel.metadata.num_warps}")
                 if line not in seen:
                     seen.add(line)

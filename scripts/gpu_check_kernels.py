@@ -312,9 +312,9 @@ def matrix_instructions(writer):
     """Record whether each compiled kernel's PTX uses wgmma (Hopper) or mma.sync."""
     kernels = {
         "band_fwd": triton_band._band_fwd_kernel, "band_dq": triton_band._band_dq_kernel,
-        "band_dkv": triton_band._band_dkv_kernel, "select": triton_select._select_kernel,
+        "band_dkv": triton_band._band_dkv_kernel, "select": triton_select._select_blocks_kernel,
         "slc_fwd": triton_sparse._slc_fwd_kernel, "slc_dq": triton_sparse._slc_dq_kernel,
-        "slc_dkv": triton_sparse._slc_dkv_kernel, "combine": triton_gates._combine_kernel,
+        "slc_dkv": triton_sparse._slc_dkv_kernel, "combine": triton_gates._gated_sum_kernel,
     }
     for name, fn in kernels.items():
         seen = set()

@@ -170,11 +170,7 @@ def nsa_stage_cases(spec: KernelBenchSpec, seq_len: int, mode: str) -> list[tupl
     else:
         shape = (spec.batch, seq_len, spec.q_heads, spec.dv)
         dout = randn(shape, spec, spec.seed + seq_len + 7)
-        try:
-            backward_stages = kernels_attr("nsa_backward_stages")
-        except Unsupported:  # defined beside nsa_attention, not exported by the package
-            backward_stages = kernels_attr("nsa_backward_stages", "nsa_bench.kernels.parallel")
-        stages = list(backward_stages(**args, config=spec.nsa, dout=dout))
+        stages = list(kernels_attr("nsa_backward_stages")(**args, config=spec.nsa, dout=dout))
         source = "nsa_backward_stages"
     return [(name, Case(fn, "mean_pool_compress of k and v (torch)" if name == "compress" and mode == "fwd"
                         else f"{source}: {name}")) for name, fn in stages]
