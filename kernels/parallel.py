@@ -270,6 +270,12 @@ def nsa_backward_stages(
     ("slc_dq", f), ("slc_dkv", f), ("win_dq", f), ("win_dkv", f)]: gate gradients and deltas;
     compressed branch dq and dk_cmp/dv_cmp; the inverse (block -> tokens) index of the
     selection; selection branch dq and dk/dv; sliding-window dq and dk/dv.
+
+    The returned list's `grads` attribute is the dict of fp32 accumulators the stages add into
+    (all zero before the first stage runs): "q", "k", "v", "k_cmp", "v_cmp", and "k_slc",
+    "v_slc", "k_win", "v_win" (the same tensor as "k" or "v" where that branch shares them).
+    gate_grads returns (dg_cmp, dg_slc, dg_win). After each stage has run once, in order, these
+    are the gradients of the forward (with the kernel's own selection) given dout.
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
     with torch.no_grad():
@@ -277,4 +283,10 @@ def nsa_backward_stages(
         steps = _BackwardSteps(p, dout.contiguous(), *o, *lse, indices)
         steps.gate_grads()
         steps.slc_index()
-    return [("gate_grads", steps.gate_grads)] + [(name, getattr(steps, name)) for name in steps.ORDER]
+    stages = _Stages([("gate_grads", steps.gate_grads)] + [(name, getattr(steps, name)) for name in steps.ORDER])
+    stages.grads = steps.buf
+    return stages
+
+
+class _Stages(list):
+    """A list of (name, stage) pairs that can carry attributes (nsa_backward_stages' `grads`)."""

@@ -153,9 +153,10 @@ def test_every_scratch_slot_is_rewritten():
     p = Problem(2, 60, 4, 2, 16, 16, config, torch.float32)
     p.prefill([29, 57])
     first = p.decode()
-    for ws in p.cache.workspaces.values():
-        for t in ws.values() if isinstance(ws, dict) else ():
-            t.fill_(float("nan") if t.is_floating_point() else -7)
+    scratch = [t for ws in p.cache.workspaces.values() if isinstance(ws, dict) for t in ws.values()]
+    assert scratch, "no scratch buffers found: nothing would be poisoned"
+    for t in scratch:
+        t.fill_(float("nan") if t.is_floating_point() else -7)
     assert torch.equal(p.decode(), first)
 
 

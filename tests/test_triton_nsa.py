@@ -18,11 +18,9 @@ from nsa_bench.kernels.parallel import nsa_attention_with_indices, nsa_backward_
 from nsa_bench.kernels.reference import _cmp_probs, _group_rows, _group_scores, _heads_first
 from nsa_bench.kernels.reference_rows import nsa_rows_ref
 from nsa_bench.suites.kernel_check import rel_err, tolerance
-from seeds import seed_for
+from nsa_cases import NAMES, as_float64, assert_close, call, make_dout, make_inputs, outputs_and_grads
 
 pytestmark = pytest.mark.triton  # CI runs these under the newest Triton too (.ci/run)
-
-NAMES = ("q", "k", "v", "k_cmp", "v_cmp", "g_cmp", "g_slc", "g_win", "k_slc", "v_slc", "k_win", "v_win")
 
 
 @pytest.fixture(autouse=True)
@@ -30,67 +28,7 @@ def poisoned_outputs(monkeypatch):
     monkeypatch.setattr(triton_common, "POISON_OUTPUTS", True)
 
 
-def make_inputs(batch, seq, q_heads, kv_heads, dk, dv, config, dtype, separate=False):
-    """Random NSA inputs (dict of NAMES) and the seed they came from."""
-    seed = seed_for(batch, seq, q_heads, kv_heads, dk, dv, config, dtype, separate)
-    gen = torch.Generator().manual_seed(seed)
-    rnd = lambda *s: torch.randn(*s, generator=gen).to(dtype)  # noqa: E731
-    n_cmp = config.num_cmp_blocks(seq)
-    x = {
-        "q": rnd(batch, seq, q_heads, dk), "k": rnd(batch, seq, kv_heads, dk), "v": rnd(batch, seq, kv_heads, dv),
-        "k_cmp": rnd(batch, n_cmp, kv_heads, dk), "v_cmp": rnd(batch, n_cmp, kv_heads, dv),
-    }
-    for g in ("g_cmp", "g_slc", "g_win"):
-        x[g] = torch.rand(batch, seq, q_heads, generator=gen).to(dtype)
-    if separate:
-        x.update(k_slc=rnd(batch, seq, kv_heads, dk), v_slc=rnd(batch, seq, kv_heads, dv),
-                 k_win=rnd(batch, seq, kv_heads, dk), v_win=rnd(batch, seq, kv_heads, dv))
-    return x, seed
-
-
-def call(fn, x, config, **kw):
-    pos = [x[n] for n in NAMES[:8]]
-    opt = {n: x[n] for n in NAMES[8:] if n in x}
-    return fn(*pos, config, **opt, **kw)
-
-
-def outputs_and_grads(fn, x, config, dout, **kw):
-    leaves = {n: t.clone().requires_grad_() for n, t in x.items()}
-    result = call(fn, leaves, config, **kw)
-    out = result[0] if isinstance(result, tuple) else result
-    out.backward(dout.to(out.dtype))
-    return out.detach(), {n: t.grad for n, t in leaves.items()}
-
-
-def assert_close(mine, ref, grads, ref_grads, dtype, seed):
-    tol, grad_tol = tolerance(dtype), tolerance(dtype, backward=True)
-    assert not torch.isnan(mine).any(), f"NaN in output (seed {seed})"
-    assert rel_err(mine, ref) <= tol, f"output err {rel_err(mine, ref):.2e} (seed {seed})"
-    for name, g in ref_grads.items():
-        if g is None:  # unused by the reference (k, v when every branch has its own): zero here
-            assert grads[name] is None or not grads[name].any(), f"d{name} should be zero (seed {seed})"
-            continue
-        assert grads[name] is not None and not torch.isnan(grads[name]).any(), f"d{name} missing/NaN (seed {seed})"
-        assert rel_err(grads[name], g) <= grad_tol, f"d{name} err {rel_err(grads[name], g):.2e} (seed {seed})"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "batch, seq, q_heads, kv_heads, dk, dv, cfg, dtype, separate",
-    [
-        (1, 93, 4, 2, 32, 16, "8/4/16/4/32", torch.float32, False),
-        (2, 45, 2, 2, 16, 32, "8/4/16/3/16", torch.float16, True),
-    ],
-)
-def test_outputs_and_grads_given_the_reference_selection(batch, seq, q_heads, kv_heads, dk, dv, cfg, dtype, separate):
-    config = NSAConfig.parse(cfg)
-    x, seed = make_inputs(batch, seq, q_heads, kv_heads, dk, dv, config, dtype, separate)
-    indices = nsa_select_blocks(x["q"], x["k_cmp"], config)
-    dout = torch.randn(batch, seq, q_heads, dv)
-    out, grads = outputs_and_grads(nsa_attention_with_indices, x, config, dout, indices=indices)
-    positions = torch.arange(seq)
-    ref, ref_grads = outputs_and_grads(nsa_rows_ref, x, config, dout, positions=positions, indices=indices)
-    assert_close(out, ref, grads, ref_grads, dtype, seed)
+# Outputs and gradients given the reference's selection: the matrix in test_triton_nsa_matrix.py.
 
 
 @pytest.mark.slow
@@ -101,7 +39,7 @@ def test_outputs_and_grads_given_the_reference_selection(batch, seq, q_heads, kv
 def test_public_api_matches_reference(seq, q_heads, kv_heads, dk, dv, separate):
     config = NSAConfig.parse("8/4/16/4/32")
     x, seed = make_inputs(1, seq, q_heads, kv_heads, dk, dv, config, torch.float16, separate)
-    dout = torch.randn(1, seq, q_heads, dv)
+    dout = make_dout((1, seq, q_heads, dv), seed)
     out, grads = outputs_and_grads(nsa_attention, x, config, dout)
     ref, ref_grads = outputs_and_grads(nsa_attention_ref, x, config, dout)
     assert_close(out, ref, grads, ref_grads, torch.float16, seed)
@@ -153,11 +91,76 @@ def test_stage_api_reproduces_the_forward():
     results = {name: f() for name, f in stages}
     assert torch.equal(results["select"], indices)
     assert torch.equal(results["combine"], out), f"seed {seed}"
-    bwd = call(nsa_backward_stages, x, config, dout=torch.randn_like(out))
-    assert [name for name, _ in bwd] == [
+
+
+BRANCH_GATES = {"cmp": "g_cmp", "slc": "g_slc", "win": "g_win"}
+
+
+def branch_grads(x64, config, dout, indices, branches):
+    """Autograd gradients of the float64 reference given `indices` with the gates of every
+    branch not in `branches` set to zero: those branches' share of each gradient."""
+    x = dict(x64)
+    for branch, gate in BRANCH_GATES.items():
+        if branch not in branches:
+            x[gate] = torch.zeros_like(x[gate])
+    seq = x["q"].shape[1]
+    _, grads = outputs_and_grads(nsa_rows_ref, x, config, dout.double(), positions=torch.arange(seq),
+                                 indices=indices, dtype=torch.float64)
+    return grads
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype, separate", [(torch.float16, False), (torch.float32, True)],
+                         ids=["fp16-shared_kv", "fp32-separate_kv"])  # two of four: ~12 s each interpreted
+def test_backward_stages_match_autograd(dtype, separate):
+    """Each backward stage, run once in order, adds its branch's share of the gradients into the
+    accumulators (nsa_backward_stages' `grads`); after every stage they equal the autograd
+    gradients of the float64 reference given the kernel's own selection (T=70 has 5 selection
+    blocks, 4 chosen: the selection is real)."""
+    config = NSAConfig.parse("8/4/16/4/32")
+    x, seed = make_inputs(1, 70, 4, 1, 32, 16, config, dtype, separate)
+    with torch.no_grad():
+        _, indices = call(nsa_attention_with_indices, x, config)
+    dout = make_dout((1, 70, 4, 16), seed)
+    stages = call(nsa_backward_stages, x, config, dout=dout.to(dtype))
+    assert [name for name, _ in stages] == [
         "gate_grads", "cmp_dq", "cmp_dkv", "slc_index", "slc_dq", "slc_dkv", "win_dq", "win_dkv"]
-    for _, f in bwd:
-        f()
+    buf = stages.grads
+    assert all(not t.any() for t in buf.values()), "accumulators must start at zero"
+    x64 = as_float64(x)
+    total = branch_grads(x64, config, dout, indices, ("cmp", "slc", "win"))
+    share = {b: branch_grads(x64, config, dout, indices, (b,)) for b in BRANCH_GATES}
+    tol = tolerance(dtype, backward=True)
+
+    def check(stage, name, want):
+        got = buf[name]
+        err = rel_err(got, want)
+        assert err <= tol, f"after {stage}: d{name} err {err:.2e} (seed {seed})"
+
+    kv = lambda branch, n: f"{n}_{branch}" if separate else n  # noqa: E731  gradient of that branch's k/v
+    run = dict(stages)
+    dgates = run["gate_grads"]()
+    for gate, got in zip(("g_cmp", "g_slc", "g_win"), dgates):
+        assert rel_err(got, total[gate]) <= tol, f"d{gate} err {rel_err(got, total[gate]):.2e} (seed {seed})"
+    run["cmp_dq"]()
+    check("cmp_dq", "q", share["cmp"]["q"])
+    run["cmp_dkv"]()
+    check("cmp_dkv", "k_cmp", total["k_cmp"])
+    check("cmp_dkv", "v_cmp", total["v_cmp"])
+    assert not buf["k"].any() and not buf["v"].any(), f"cmp_dkv wrote dk/dv (seed {seed})"
+    run["slc_index"]()
+    run["slc_dq"]()
+    check("slc_dq", "q", share["cmp"]["q"] + share["slc"]["q"])
+    run["slc_dkv"]()
+    check("slc_dkv", "k_slc", share["slc"][kv("slc", "k")])
+    check("slc_dkv", "v_slc", share["slc"][kv("slc", "v")])
+    run["win_dq"]()
+    check("win_dq", "q", total["q"])
+    run["win_dkv"]()
+    for name in ("k_win", "v_win", "k_slc", "v_slc"):  # the window's share is in, the selection's kept
+        check("win_dkv", name, total[kv(name[2:], name[0])])
+    if separate:  # every branch has its own k/v: the shared ones get no gradient
+        assert not buf["k"].any() and not buf["v"].any(), f"dk/dv should be zero (seed {seed})"
 
 
 @pytest.mark.parametrize(
