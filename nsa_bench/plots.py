@@ -278,6 +278,7 @@ def train_figure(frame: pd.DataFrame, smooth: int = 20):
         meta = frame.iloc[0]
         gpu = meta.get("gpu")
         where = gpu if isinstance(gpu, str) and gpu.lower() not in ("none", "nan", "") else "CPU"
-        fig.suptitle(f"{meta.get('model', '')} model, context {meta.get('ctx_len', '')}, "
-                     f"batch {meta.get('batch', '')}, {where}")
+        whole = {k: int(v) if isinstance(v, float) and v.is_integer() else v  # CSV columns with gaps read as float
+                 for k, v in ((k, meta.get(k, "")) for k in ("ctx_len", "batch"))}
+        fig.suptitle(f"{meta.get('model', '')} model, context {whole['ctx_len']}, batch {whole['batch']}, {where}")
     return fig
