@@ -149,7 +149,6 @@ def _slc_dkv_kernel(
         add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
 
 
-
 def _consts(q, k, v, config) -> dict:
     """The constexpr arguments the forward and dq kernels share (G query heads padded to BG >= 16
     rows for tl.dot)."""

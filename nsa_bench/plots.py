@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nsa_bench.gate import is_ok
+from nsa_bench.gate import _key_text, is_ok
 
 MODES = ("fwd", "bwd", "decode")
 COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray",
@@ -278,7 +278,6 @@ def train_figure(frame: pd.DataFrame, smooth: int = 20):
         meta = frame.iloc[0]
         gpu = meta.get("gpu")
         where = gpu if isinstance(gpu, str) and gpu.lower() not in ("none", "nan", "") else "CPU"
-        whole = {k: int(v) if isinstance(v, float) and v.is_integer() else v  # CSV columns with gaps read as float
-                 for k, v in ((k, meta.get(k, "")) for k in ("ctx_len", "batch"))}
-        fig.suptitle(f"{meta.get('model', '')} model, context {whole['ctx_len']}, batch {whole['batch']}, {where}")
+        ctx, batch = (_key_text(meta.get(k)) for k in ("ctx_len", "batch"))  # 16.0 (a column with gaps) -> 16
+        fig.suptitle(f"{meta.get('model', '')} model, context {ctx}, batch {batch}, {where}")
     return fig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from nsa_bench.environment import flash_attn_importable
 from nsa_bench.results import Unsupported
 from nsa_bench.suites.kernel_cases import Case, nsa_inputs
 from nsa_bench.suites.kernel_spec import KernelBenchSpec
@@ -26,14 +27,6 @@ def _fla_parallel_nsa():
     return parallel_nsa, getattr(fla, "__version__", "?")
 
 
-def _has_flash_attn() -> bool:
-    try:
-        import flash_attn  # noqa: F401
-    except Exception:  # noqa: BLE001 - a broken install counts as absent
-        return False
-    return True
-
-
 def fla_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
     """fla-core's parallel_nsa (forward, backward, or one decode token over the whole prefix)."""
     if spec.interpret or spec.device.type != "cuda":
@@ -43,7 +36,7 @@ def fla_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
         raise Unsupported(f"fla-core's parallel_nsa takes GQA groups that are powers of 2 of at least 16, not {group}")
     parallel_nsa, version = _fla_parallel_nsa()
     config = spec.nsa
-    window = config.window if _has_flash_attn() else 0
+    window = config.window if flash_attn_importable() else 0
     detail = (f"fla-core {version} parallel_nsa: compression by mean pooling over {config.slc_block}-token blocks "
               f"without overlap (not l={config.cmp_block}/d={config.cmp_stride}), top-{config.slc_count} selection "
               f"of {config.slc_block}-token blocks; " + (f"window {window} through flash_attn" if window else
