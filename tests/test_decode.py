@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nsa_bench.kernels import CompressionMLP, NSACache, NSAConfig, mean_pool_compress, nsa_attention_ref, nsa_decode
-from nsa_bench.kernels import triton_common
+from nsa_bench.kernels import launch_replay, triton_common
 from nsa_bench.kernels.decode import decode_plan, make_decode_problem
 from nsa_bench.kernels.reference import nsa_select_blocks
 from nsa_bench.suites.kernel_check import rel_err, tolerance
@@ -192,3 +192,70 @@ def test_cache_rejects_overflow_and_bad_prefill():
         cache.append(k[:, :1], k[:, :1])
     with pytest.raises(ValueError, match="k_slc"):
         cache.prefill(k, k, k_slc=k, v_slc=k)
+
+
+@pytest.fixture
+def replayable(monkeypatch):
+    """Launches recorded as on a GPU: the interpreter's runner relaunches with the recorded
+    values passed by position, in signature order, as the compiled launcher takes them."""
+    calls = []
+
+    def runner(fn, grid, args, options):
+        fn[grid](**args, **options)
+
+        def relaunch(*values, stream):
+            calls.append(fn.__name__)
+            fn[grid](*values, **options)
+
+        return relaunch
+
+    monkeypatch.setattr(launch_replay, "compiled_runner", runner)
+    return calls
+
+
+def test_replayed_steps_and_appends_match_reference(replayable):
+    """Steps after the first replay the recorded launches with the new query, gates, output and
+    new tokens; each still equals the reference, a changed layout records anew, and bad input
+    after a recording still gets its ValueError."""
+    config = NSAConfig.parse("8/4/16/3/16")
+    p = Problem(2, 70, 4, 2, 16, 16, config, torch.float16)
+    p.prefill([40, 53])
+    p.check()
+    assert "step" in p.cache.workspaces and replayable == []
+    for _ in range(3):
+        p.append()
+        out = p.decode()  # replayed: no return_blocks
+        for b in range(2):
+            assert rel_err(out[b, 0], p.reference(b)[0]) <= tolerance(p.dtype)
+    assert replayable.count("_decode_cmp_win_kernel") == 3 and replayable.count("_cache_append_kernel") == 2
+    strided_q = torch.cat([p.last_rows("q"), p.last_rows("q")], dim=3)[..., :16]  # another layout
+    out = nsa_decode(strided_q, p.cache, *(p.last_rows(g) for g in ("g_cmp", "g_slc", "g_win")), config)
+    assert replayable.count("_decode_cmp_win_kernel") == 3  # recorded anew, not replayed
+    assert rel_err(out[1, 0], p.reference(1)[0]) <= tolerance(p.dtype)
+    with pytest.raises(ValueError, match="q must have shape"):
+        nsa_decode(p.last_rows("q")[:1], p.cache, *(p.last_rows(g) for g in ("g_cmp", "g_slc", "g_win")))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="replays the compiled launcher: needs CUDA")
+def test_replayed_step_on_gpu_equals_dispatch_and_captures():
+    """On a GPU the second step goes through the compiled launchers: bit-equal to a step through
+    Triton's dispatch, and a replayed step captured in a CUDA graph equals it too."""
+    config = NSAConfig.parse("32/16/64/16/512")
+    q, cache, gates = make_decode_problem(8, 8192, 64, 4, 128, 128, config, torch.bfloat16, "cuda")
+    nsa_decode(q, cache, *gates)
+    assert "step" in cache.workspaces
+    q2 = torch.randn_like(q)
+    replayed = nsa_decode(q2, cache, *gates)
+    cache.workspaces.pop("step")
+    dispatched = nsa_decode(q2, cache, *gates)
+    assert torch.isfinite(replayed).all() and torch.equal(replayed, dispatched)
+    out = torch.empty_like(replayed)
+    nsa_decode(q2, cache, *gates, out=out)  # records the step with this output
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        nsa_decode(q2, cache, *gates, out=out)
+    out.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, dispatched)
