@@ -176,8 +176,8 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = 
 
     Returns (work_key, work_chunk, seg_start, seg_count, tokens, chunk): tokens sorted by key
     (b * H + h) * n_blocks + block; each key's tokens split into chunks of `chunk`; one work
-    item per chunk (work_key == number of keys marks an unused item). Built with sort and
-    cumsum on the device, without a host synchronisation, so the grid is an upper bound.
+    item per chunk (work_key == number of keys marks an unused item). Built with sort, binary
+    search and cumsum on the device, without a host synchronisation, so the grid is an upper bound.
     """
     bsz, seq, h, n = indices.shape
     dev = indices.device
@@ -186,10 +186,12 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = 
     base = (torch.arange(bsz, device=dev).view(bsz, 1, 1, 1) * h + torch.arange(h, device=dev).view(1, 1, h, 1)) * n_blocks
     idx = indices.long()
     key = torch.where(idx >= 0, base + idx, torch.full_like(idx, n_keys)).reshape(-1)
-    order = torch.argsort(key, stable=True)
+    sorted_key, order = torch.sort(key, stable=True)
     tokens = ((order // (h * n)) % seq).to(torch.int32)
-    counts = torch.bincount(key, minlength=n_keys + 1)[:n_keys]
-    seg_start = torch.cumsum(counts, 0) - counts
+    # segment bounds by binary search (torch.bincount would read its maximum back to the host)
+    bounds = torch.searchsorted(sorted_key, torch.arange(n_keys + 1, device=dev))
+    seg_start = bounds[:-1]
+    counts = bounds[1:] - seg_start
     n_chunks = (counts + chunk - 1) // chunk
     chunk_end = torch.cumsum(n_chunks, 0)
     bound = -(-key.numel() // chunk) + n_keys
