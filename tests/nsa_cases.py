@@ -1,4 +1,4 @@
-"""Inputs and comparisons shared by the Triton NSA tests (test_triton_nsa*.py).
+"""Inputs, comparisons and launch replay shared by the Triton NSA tests.
 
 Random inputs are seeded from their shape (tests/seeds.py); errors and tolerances are the shared
 ones (suites/kernel_check.py); the seed is in every failure message.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from nsa_bench.kernels import launch_replay
 from nsa_bench.suites.kernel_check import rel_err, tolerance
 from seeds import seed_for
 
@@ -69,3 +70,22 @@ def assert_close(mine, ref, grads, ref_grads, dtype, seed):
             continue
         assert grads[name] is not None and not torch.isnan(grads[name]).any(), f"d{name} missing/NaN (seed {seed})"
         assert rel_err(grads[name], g) <= grad_tol, f"d{name} err {rel_err(grads[name], g):.2e} (seed {seed})"
+
+
+def replay_through_interpreter(monkeypatch) -> list[str]:
+    """Make kernels/launch_replay.py record launches under the interpreter as it does on a GPU:
+    the runner relaunches with the recorded values by position, in signature order, as the
+    compiled launcher takes them. Returns the names of the kernels replayed, in order."""
+    replayed: list[str] = []
+
+    def runner(fn, grid, args, options):
+        fn[grid](**args, **options)
+
+        def relaunch(*values, stream):
+            replayed.append(fn.__name__)
+            fn[grid](*values, **options)
+
+        return relaunch
+
+    monkeypatch.setattr(launch_replay, "compiled_runner", runner)
+    return replayed

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from nsa_bench.kernels import CompressionMLP, NSACache, NSAConfig, mean_pool_compress, nsa_attention_ref, nsa_decode
-from nsa_bench.kernels import launch_replay, triton_common
+from nsa_bench.kernels import triton_common
 from nsa_bench.kernels.decode import decode_plan, make_decode_problem
 from nsa_bench.kernels.reference import nsa_select_blocks
 from nsa_bench.suites.kernel_check import rel_err, tolerance
+from nsa_cases import replay_through_interpreter
 from seeds import seed_for
 
 pytestmark = pytest.mark.triton  # CI runs these under the newest Triton too (.ci/run)
@@ -196,21 +197,7 @@ def test_cache_rejects_overflow_and_bad_prefill():
 
 @pytest.fixture
 def replayable(monkeypatch):
-    """Launches recorded as on a GPU: the interpreter's runner relaunches with the recorded
-    values passed by position, in signature order, as the compiled launcher takes them."""
-    calls = []
-
-    def runner(fn, grid, args, options):
-        fn[grid](**args, **options)
-
-        def relaunch(*values, stream):
-            calls.append(fn.__name__)
-            fn[grid](*values, **options)
-
-        return relaunch
-
-    monkeypatch.setattr(launch_replay, "compiled_runner", runner)
-    return calls
+    return replay_through_interpreter(monkeypatch)
 
 
 def test_replayed_steps_and_appends_match_reference(replayable):

@@ -9,6 +9,7 @@ from nsa_bench.kernels import nsa_attention_ref
 from nsa_bench.lm import CausalLM
 from nsa_bench.models import ByteTokenizer, Transformer, load_lm, preset, save_checkpoint
 from nsa_bench.models.nsa_backend import nsa_function
+from nsa_cases import replay_through_interpreter
 
 COVERING = "8/4/16/8/128"  # slc_count * slc_block = 128 and window 128 cover T <= 128
 
@@ -75,8 +76,11 @@ def test_kv_cache_matches_full_forward(attention):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_decode_kernels_match_the_full_forward():
-    """The NSA cache on nsa_bench.kernels.NSACache / nsa_decode (Triton; the interpreter on CPU)."""
+@pytest.mark.parametrize("replay", [False, True], ids=["dispatch", "replay"])
+def test_decode_kernels_match_the_full_forward(replay, monkeypatch):
+    """The NSA cache on nsa_bench.kernels.NSACache / nsa_decode (Triton; the interpreter on CPU);
+    with replay, later steps replay the first step's launches as they do on a GPU."""
+    replayed = replay_through_interpreter(monkeypatch) if replay else []
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(4)
     model = Transformer(preset("tiny")).eval().to(device)  # NSA 8/4/16/4/32, separate branch k/v
@@ -89,6 +93,8 @@ def test_decode_kernels_match_the_full_forward():
         cache = model.new_cache(max_len=71, decode_kernels=True)
         steps = [model(ids[:, :66], cache)] + [model(ids[:, i : i + 1], cache) for i in range(66, 71)]
     torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-4, rtol=1e-4)
+    layers = model.cfg.n_layers
+    assert replayed.count("_decode_cmp_win_kernel") == (4 * layers if replay else 0)  # steps 2..5 of each layer
 
 
 @pytest.mark.parametrize("attention", ["full", "nsa"])
