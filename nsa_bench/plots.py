@@ -100,7 +100,7 @@ def speedup_figure(group: pd.DataFrame):
     if not modes:
         return None
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.8), squeeze=False, layout="constrained")
     for ax, mode in zip(axes[0], modes):
         lengths = sorted(group.loc[group["mode"] == mode, "seq_len"].dropna().astype(int).unique())
         for impl in main_impls(group):
@@ -120,7 +120,7 @@ def speedup_figure(group: pd.DataFrame):
         ax.set_yscale("log", base=2)
         ax.set(title=mode, xlabel="sequence length", ylabel="speedup (baseline ms / NSA ms)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)  # off the lines
     note = _interpreter_note(group)
     if note:
         fig.suptitle("NSA against the baselines" + note, fontsize=9)
