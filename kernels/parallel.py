@@ -21,6 +21,7 @@ import torch
 from .config import NSAConfig
 from .inputs import check_nsa_inputs
 from .triton_band import Band, band_attn_bwd_dkv, band_attn_bwd_dq, band_attn_fwd
+from .triton_common import token_major
 from .triton_gates import gate_grads, gated_sum
 from .triton_select import CHUNK_BLOCKS, select_blocks
 from .triton_sparse import block_token_index, slc_attn_bwd_dkv, slc_attn_bwd_dq, slc_attn_fwd
@@ -61,15 +62,21 @@ def check_supported(q, k, v, config: NSAConfig) -> None:
 
 
 class _Prepared:
-    """Validated, contiguous inputs of one call and the branch key/value choices."""
+    """Validated inputs of one call (q and the compressed k/v contiguous; the others token-major,
+    read in place through their strides) and the branch key/value choices."""
 
     def __init__(self, q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale):
         check_nsa_inputs(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win)
         check_supported(q, k, v, config)
         c = lambda t: None if t is None else t.contiguous()  # noqa: E731
-        self.q, self.k, self.v, self.k_cmp, self.v_cmp = c(q), c(k), c(v), c(k_cmp), c(v_cmp)
-        self.g_cmp, self.g_slc, self.g_win = c(g_cmp), c(g_slc), c(g_win)
-        self.k_slc, self.v_slc, self.k_win, self.v_win = c(k_slc), c(v_slc), c(k_win), c(v_win)
+        inplace = lambda t: t if t is None or token_major(t) else t.contiguous()  # noqa: E731 (read via strides)
+        self.q, self.k_cmp, self.v_cmp = c(q), c(k_cmp), c(v_cmp)
+        self.k, self.v = inplace(k), inplace(v)
+        self.k_slc, self.v_slc, self.k_win, self.v_win = inplace(k_slc), inplace(v_slc), inplace(k_win), inplace(v_win)
+        gates = (g_cmp, g_slc, g_win)
+        if not (all(token_major(g) for g in gates) and g_cmp.stride() == g_slc.stride() == g_win.stride()):
+            gates = tuple(g.contiguous() for g in gates)
+        self.g_cmp, self.g_slc, self.g_win = gates
         self.ks = self.k if k_slc is None else self.k_slc
         self.vs = self.v if v_slc is None else self.v_slc
         self.kw = self.k if k_win is None else self.k_win

@@ -12,7 +12,8 @@ sliding window:  OFF = 0, STRIDE = 1, WIN = w.
 Query rows are packed group-centric: a program holds BT consecutive tokens times the G query
 heads of one KV head (row r = token * G + head), so each key tile it loads serves BT * G rows.
 Softmax runs in base 2; the saved log-sum-exp `lse` is base 2 and +inf for rows with no key.
-Tensors are token-major and contiguous: q [B,T,HQ,dk], keys/values [B,NK,H,dk|dv].
+Tensors are token-major: q [B,T,HQ,dk] contiguous; keys/values [B,NK,H,dk|dv] and gates
+[B,T,HQ] through their token (and head) strides, so per-branch slices are read in place.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import dot_precision, new_output, next_pow2
+from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
-    add_key_grads, dkv_update, dq_update, key_grad_tile, load_grad_rows, load_rows, softmax_state, softmax_update,
-    store_softmax_result,
+    add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
+    softmax_state, softmax_update, store_softmax_result,
 )
 
 LOG2E = 1.4426950408889634
@@ -100,6 +101,7 @@ def _band_keys(t, t0, T, BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, 
 @triton.jit
 def _band_fwd_kernel(
     Q, K, V, O, LSE, T, NK, qk_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -115,18 +117,19 @@ def _band_fwd_kernel(
     m_i, l_i, acc = softmax_state(BM, BDV)  # [BM], [BM], [BM, BDV]
     for n0 in range(start, end, BN):
         kk = n0 + tl.arange(0, BN)  # [BN]
-        krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]
         kmask = kk < NK  # [BN]
-        k = load_rows(K, krow, kmask, offk, DK)  # [BN, BDK]
+        k = load_tile(K, kv_offsets(b, kk, NK, h, s_k_t, s_k_h), kmask, offk, DK)  # [BN, BDK]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
         vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
-        m_i, l_i, acc = softmax_update(s, vis, V, krow, kmask, offv, m_i, l_i, acc, DV, PREC)
+        voff = kv_offsets(b, kk, NK, h, s_v_t, s_v_h)  # [BN]
+        m_i, l_i, acc = softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
     store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV)
 
 
 @triton.jit
 def _band_dq_kernel(
-    Q, K, V, DO, GATE, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale,
+    Q, K, V, DO, GATE, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
+    s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -139,15 +142,14 @@ def _band_dq_kernel(
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     qmask = rmask[:, None] & (offk[None, :] < DK)  # [BM, BDK]
-    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
     hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
     dq = tl.zeros([BM, BDK], tl.float32)  # [BM, BDK]
     for n0 in range(start, end, BN):
         kk = n0 + tl.arange(0, BN)  # [BN]
-        krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]
         kmask = kk < NK  # [BN]
-        k = load_rows(K, krow, kmask, offk, DK)  # [BN, BDK]
-        v = load_rows(V, krow, kmask, offv, DV)  # [BN, BDV]
+        k = load_tile(K, kv_offsets(b, kk, NK, h, s_k_t, s_k_h), kmask, offk, DK)  # [BN, BDK]
+        v = load_tile(V, kv_offsets(b, kk, NK, h, s_v_t, s_v_h), kmask, offv, DV)  # [BN, BDV]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
         vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
         dq = dq_update(s, vis, k, v, do, lse, delta, dq, PREC)
@@ -157,7 +159,8 @@ def _band_dq_kernel(
 
 @triton.jit
 def _band_dkv_kernel(
-    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
+    s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -178,13 +181,15 @@ def _band_dkv_kernel(
         t_end = T
     t_end = tl.minimum(t_end, t_start + SEG)
     if t_start < t_end:
-        _band_dkv_segment(Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0,
-                          t_start, t_end, HQ, H, G, DK, DV, BDK, BDV, BT, BN, OFF, STRIDE, WIN, PREC)
+        _band_dkv_segment(Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+                          b, h, i0, t_start, t_end, s_k_t, s_k_h, s_v_t, s_v_h, s_g_t,
+                          HQ, H, G, DK, DV, BDK, BDV, BT, BN, OFF, STRIDE, WIN, PREC)
 
 
 @triton.jit
 def _band_dkv_segment(
     Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0, t_start, t_end,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr, s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -193,13 +198,14 @@ def _band_dkv_segment(
     """_band_dkv_kernel's work once its segment t_start..t_end is known to be non-empty."""
     BM: tl.constexpr = BT * G
     kk = i0 + tl.arange(0, BN)  # [BN]
-    krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kk, NK, H, BN, DK, DV, BDK, BDV)
+    krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kk, NK, s_k_t, s_k_h, s_v_t, s_v_h,
+                                                          H, BN, DK, DV, BDK, BDV)
     r = tl.arange(0, BM)
     for t0 in range(t_start, t_end, BT):
         t = t0 + r // G  # [BM]
         rmask = t < T  # [BM]
         row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
-        q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+        q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
         hi = _band_hi(t, OFF, STRIDE)  # [BM]
         lo = _band_lo(hi, WIN)  # [BM]
         st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BN, BM]
@@ -242,7 +248,7 @@ def band_attn_fwd(q, k, v, band: Band, scale: float):
     o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
     _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
-        Q=q, K=k, V=v, O=o, LSE=lse, T=seq, NK=nk, qk_scale=scale * LOG2E, **consts,
+        Q=q, K=k, V=v, O=o, LSE=lse, T=seq, NK=nk, qk_scale=scale * LOG2E, **kv_strides(k, v), **consts,
     )
     return o, lse
 
@@ -254,7 +260,7 @@ def band_attn_bwd_dq(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq
     _, bt, consts = _launch_args(q, k, v, band, "dq")
     _band_dq_kernel[(triton.cdiv(seq, bt), bsz * k.shape[2])](
         Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq, NK=k.shape[1],
-        qk_scale=scale * LOG2E, sm_scale=scale, **consts,
+        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), s_g_t=gate.stride(1), **consts,
     )
 
 
@@ -268,5 +274,5 @@ def band_attn_bwd_dkv(q, k, v, do, gate, lse, delta, band: Band, scale: float, d
     seg = max(bt, min(cfg["seg"], seq) // bt * bt)
     _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
         Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
-        qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **consts,
+        qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **kv_strides(k, v), s_g_t=gate.stride(1), **consts,
     )

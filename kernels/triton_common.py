@@ -34,6 +34,21 @@ def cache_strides(name: str, t: torch.Tensor) -> dict:
     return {f"s_{name}_b": t.stride(0), f"s_{name}_h": t.stride(1), f"s_{name}_t": t.stride(2)}
 
 
+def kv_strides(k: torch.Tensor, v: torch.Tensor) -> dict:
+    """The attention kernels' token and head strides s_k_t, s_k_h, s_v_t, s_v_h of keys/values [B, NK, H, d]
+    (constexprs: one compilation per layout, the same for every length)."""
+    return {"s_k_t": k.stride(1), "s_k_h": k.stride(2), "s_v_t": v.stride(1), "s_v_h": v.stride(2)}
+
+
+def token_major(t: torch.Tensor) -> bool:
+    """Whether the kernels read t [B, T, ...] in place: unit stride over its last dim, a batch
+    stride of T token strides, and for keys/values [B, T, H, d] a positive head stride dividing
+    the token stride (a slice of a wider token-major tensor, like the model's per-branch k/v)."""
+    if t.stride(-1) != 1 or (t.shape[0] > 1 and t.stride(0) != t.shape[1] * t.stride(1)):
+        return False
+    return t.dim() != 4 or (t.stride(2) > 0 and t.stride(1) % t.stride(2) == 0)
+
+
 def _interpreter_numpy_compat() -> None:
     """Let triton 3.6's CPU interpreter run loops with run-time bounds under numpy >= 2.4.
 

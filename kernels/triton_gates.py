@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from .triton_common import new_output, next_pow2
+from .triton_tiles import gate_offsets
 
 ROWS = 32  # rows per program
 
@@ -30,19 +31,21 @@ def _gate_rows(NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
 
 
 @triton.jit
-def _load_gates(GC, GS, GW, rows, rmask):
-    """The three gates of the rows, fp32 [BR] each."""
-    gc = tl.load(GC + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
-    gs = tl.load(GS + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
-    gw = tl.load(GW + rows, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+def _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ: tl.constexpr):
+    """The three gates (equal strides, token stride s_g_t) of the rows, fp32 [BR] each."""
+    goff = gate_offsets(rows, HQ, s_g_t)  # [BR]
+    gc = tl.load(GC + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+    gs = tl.load(GS + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]
+    gw = tl.load(GW + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]
     return gc, gs, gw
 
 
 @triton.jit
-def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
+def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, s_g_t: tl.constexpr, HQ: tl.constexpr, DV: tl.constexpr,
+                      BDV: tl.constexpr, BR: tl.constexpr):
     """OUT = GC * OC + GS * OS + GW * OW for BR rows (token, query head). Grid (cdiv(NROWS, BR),)."""
     rows, rmask, mask, offs = _gate_rows(NROWS, DV, BDV, BR)
-    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask)
+    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ)
     out = gc[:, None] * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32)  # [BR, BDV]
     out += gs[:, None] * tl.load(OS + offs, mask=mask, other=0.0).to(tl.float32)
     out += gw[:, None] * tl.load(OW + offs, mask=mask, other=0.0).to(tl.float32)
@@ -51,8 +54,8 @@ def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, DV: tl.constexpr, BDV:
 
 @triton.jit
 def _gate_grad_kernel(
-    DO, OC, OS, OW, GC, GS, GW, DGC, DGS, DGW, DELTA, NROWS,
-    DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
+    DO, OC, OS, OW, GC, GS, GW, DGC, DGS, DGW, DELTA, NROWS, s_g_t: tl.constexpr,
+    HQ: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
 ):
     """Gate gradients DG* = rowsum(DO * O*) and deltas DELTA[branch] = G* * DG* of BR rows.
     Grid (cdiv(NROWS, BR),)."""
@@ -64,20 +67,21 @@ def _gate_grad_kernel(
     tl.store(DGC + rows, dgc.to(DGC.dtype.element_ty), mask=rmask)
     tl.store(DGS + rows, dgs.to(DGS.dtype.element_ty), mask=rmask)
     tl.store(DGW + rows, dgw.to(DGW.dtype.element_ty), mask=rmask)
-    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask)
+    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ)
     tl.store(DELTA + rows, gc * dgc, mask=rmask)
     tl.store(DELTA + NROWS + rows, gs * dgs, mask=rmask)
     tl.store(DELTA + 2 * NROWS + rows, gw * dgw, mask=rmask)
 
 
 def gated_sum(o_cmp, o_slc, o_win, g_cmp, g_slc, g_win) -> torch.Tensor:
-    """g_cmp * o_cmp + g_slc * o_slc + g_win * o_win, [B,T,HQ,dv] in the outputs' dtype."""
+    """g_cmp * o_cmp + g_slc * o_slc + g_win * o_win, [B,T,HQ,dv] in the outputs' dtype (the
+    gates token-major with equal strides: parallel.py's _Prepared sees to it)."""
     dv = o_cmp.shape[-1]
     n_rows = o_cmp.numel() // dv
     out = new_output(o_cmp.shape, o_cmp.dtype, o_cmp.device)
     _gated_sum_kernel[(triton.cdiv(n_rows, ROWS),)](
         OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, OUT=out, NROWS=n_rows,
-        DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
+        s_g_t=g_cmp.stride(1), HQ=g_cmp.shape[2], DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
     )
     return out
 
@@ -90,6 +94,6 @@ def gate_grads(do, o_cmp, o_slc, o_win, g_cmp, g_slc, g_win):
     delta = new_output((3, *g_cmp.shape), torch.float32, do.device)
     _gate_grad_kernel[(triton.cdiv(n_rows, ROWS),)](
         DO=do, OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, DGC=dgs[0], DGS=dgs[1], DGW=dgs[2],
-        DELTA=delta, NROWS=n_rows, DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
+        DELTA=delta, NROWS=n_rows, s_g_t=g_cmp.stride(1), HQ=g_cmp.shape[2], DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
     )
     return dgs, delta

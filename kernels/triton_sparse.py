@@ -20,10 +20,10 @@ import triton
 import triton.language as tl
 
 from .triton_band import LOG2E
-from .triton_common import dot_precision, new_output, next_pow2
+from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
-    add_key_grads, dkv_update, dq_update, key_grad_tile, load_grad_rows, load_rows, softmax_state, softmax_update,
-    store_softmax_result,
+    add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
+    softmax_state, softmax_update, store_softmax_result,
 )
 
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
@@ -51,19 +51,19 @@ def _slc_query_rows(T, HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: t
 
 
 @triton.jit
-def _slc_block_keys(sel, s_i, t, b, h, T, H: tl.constexpr, BS: tl.constexpr):
-    """The keys of token t's s_i-th selected block (sel: its block list): key rows [BS] and
+def _slc_block_keys(sel, s_i, t, BS: tl.constexpr):
+    """The keys of token t's s_i-th selected block (sel: its block list): positions [BS] and
     mask [BS] (causal, and none for a -1 padding entry)."""
     j = tl.load(sel + s_i)
     kpos = j * BS + tl.arange(0, BS)  # [BS]
     kmask = (kpos <= t) & (j >= 0)  # [BS]
-    krow = (b * T + kpos).to(tl.int64) * H + h  # [BS]
-    return krow, kmask
+    return kpos, kmask
 
 
 @triton.jit
 def _slc_fwd_kernel(
     Q, K, V, IDX, O, LSE, T, qk_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
@@ -78,16 +78,18 @@ def _slc_fwd_kernel(
     n_sel = tl.minimum(N, t // BS + 1)
     m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for s_i in range(n_sel):
-        krow, kmask = _slc_block_keys(sel, s_i, t, b, h, T, H, BS)
-        k = load_rows(K, krow, kmask, offk, DK)  # [BS, BDK]
+        kpos, kmask = _slc_block_keys(sel, s_i, t, BS)
+        k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
-        m_i, l_i, acc = softmax_update(s, kmask[None, :], V, krow, kmask, offv, m_i, l_i, acc, DV, PREC)
+        voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BS]
+        m_i, l_i, acc = softmax_update(s, kmask[None, :], V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
     store_softmax_result(O, LSE, row, gmask, offv, m_i, l_i, acc, DV)
 
 
 @triton.jit
 def _slc_dq_kernel(
-    Q, K, V, IDX, DO, GATE, LSE, DELTA, DQ, T, qk_scale, sm_scale,
+    Q, K, V, IDX, DO, GATE, LSE, DELTA, DQ, T, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
+    s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
@@ -98,14 +100,14 @@ def _slc_dq_kernel(
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     qmask = gmask[:, None] & (offk[None, :] < DK)  # [BG, BDK]
-    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, gmask, offk, offv, DK, DV)
+    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, gmask, offk, offv, s_g_t, HQ, DK, DV)
     sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
     for s_i in range(n_sel):
-        krow, kmask = _slc_block_keys(sel, s_i, t, b, h, T, H, BS)
-        k = load_rows(K, krow, kmask, offk, DK)  # [BS, BDK]
-        v = load_rows(V, krow, kmask, offv, DV)  # [BS, BDV]
+        kpos, kmask = _slc_block_keys(sel, s_i, t, BS)
+        k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
+        v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
         dq = dq_update(s, kmask[None, :], k, v, do, lse, delta, dq, PREC)
     ptrs = DQ + row[:, None] * DK + offk[None, :]  # [BG, BDK]
@@ -116,6 +118,8 @@ def _slc_dq_kernel(
 def _slc_dkv_kernel(
     Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC,
     WORK_KEY, WORK_CHUNK, SEG_START, SEG_COUNT, TOKENS, T, NS, NKEYS, qk_scale, sm_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
+    s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, PREC: tl.constexpr,
@@ -135,14 +139,15 @@ def _slc_dkv_kernel(
         b = bh // H
         h = bh % H
         kpos = j * BS + tl.arange(0, BS)  # [BS]
-        krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kpos, T, H, BS, DK, DV, BDK, BDV)
+        krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kpos, T, s_k_t, s_k_h, s_v_t, s_v_h,
+                                                              H, BS, DK, DV, BDK, BDV)
         r = tl.arange(0, BM)
         for i0 in range(0, count, BT):
             ti = i0 + r // G  # [BM]
             rmask = ti < count  # [BM]
             tok = tl.load(TOKENS + start + ti, mask=rmask, other=0)  # [BM]
             row = (b * T + tok).to(tl.int64) * HQ + h * G + r % G  # [BM]
-            q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+            q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
             st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BS, BM]
             vis = (kpos[:, None] <= tok[None, :]) & rmask[None, :]  # [BS, BM]
             dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
@@ -165,7 +170,7 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
     cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
-        Q=q, K=k, V=v, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E,
+        Q=q, K=k, V=v, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E, **kv_strides(k, v),
         **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
@@ -211,7 +216,7 @@ def slc_attn_bwd_dq(q, k, v, indices, do, gate, lse, delta, config, scale: float
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
         Q=q, K=k, V=v, IDX=indices, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq,
-        qk_scale=scale * LOG2E, sm_scale=scale,
+        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), s_g_t=gate.stride(1),
         **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
 
@@ -228,6 +233,7 @@ def slc_attn_bwd_dkv(q, k, v, do, gate, lse, delta, config, scale: float, dk_acc
         Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc,
         WORK_KEY=work_key, WORK_CHUNK=work_chunk, SEG_START=seg_start, SEG_COUNT=seg_count, TOKENS=tokens,
         T=seq, NS=n_blocks, NKEYS=bsz * h * n_blocks, qk_scale=scale * LOG2E, sm_scale=scale,
+        **kv_strides(k, v), s_g_t=gate.stride(1),
         HQ=hq, H=h, G=g, DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv), BS=config.slc_block,
         BT=max(1, cfg["rows"] // g), CH=chunk, PREC=dot_precision(q.dtype),
         num_warps=cfg["warps"], num_stages=cfg["stages"],

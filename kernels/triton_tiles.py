@@ -1,9 +1,12 @@
 """@triton.jit tile helpers shared by the attention kernels (inlined where they are called).
 
 Names in the shape comments: BM query rows of a program's tile (tokens x query heads, padded),
-BN keys of a key tile, BDK / BDV the head dims padded to a power of two. Rows of q, o, dO, lse,
-delta and gates are flat indices into token-major [B*T*HQ, d] tensors; key rows into [B*NK*H, d].
-All softmax arithmetic is base 2 (scores times scale * log2 e).
+BN keys of a key tile, BDK / BDV the head dims padded to a power of two. Rows of q, o, dO, lse
+and delta are flat indices into token-major [B*T*HQ, d] tensors; key rows into [B*NK*H, d] for
+the gradient accumulators. Keys, values and gates are read through strides (a token stride s_t
+and, for keys and values, a head stride s_h; the batch stride is NK * s_t), so slices of a
+wider tensor, like the model's per-branch k/v, are read in place. All softmax arithmetic is
+base 2 (scores times scale * log2 e).
 """
 
 import triton
@@ -11,9 +14,30 @@ import triton.language as tl
 
 
 @triton.jit
+def load_tile(PTR, off, mask, cols, D: tl.constexpr):
+    """The tile of rows starting at element offsets off [*] and columns cols, zeros outside mask and D."""
+    return tl.load(PTR + off[:, None] + cols[None, :], mask=mask[:, None] & (cols[None, :] < D), other=0.0)
+
+
+@triton.jit
 def load_rows(PTR, row, rmask, cols, D: tl.constexpr):
     """The tile PTR[row, cols] of a row-major [*, D] tensor, zeros outside rmask and D."""
-    return tl.load(PTR + row[:, None] * D + cols[None, :], mask=rmask[:, None] & (cols[None, :] < D), other=0.0)
+    return load_tile(PTR, row * D, rmask, cols, D)
+
+
+@triton.jit
+def kv_offsets(b, kk, NK, h, s_t, s_h):
+    """Element offsets [BN] of keys kk (of NK per sequence) of batch b and KV head h, in a
+    [B, NK, H, d] tensor with token stride s_t and head stride s_h (constexprs, s_h dividing s_t;
+    written as ((token * s_t/s_h) + h) * s_h, the contiguous case's ((token * H) + h) * d, which
+    compiles to the same registers as before strides were taken)."""
+    return ((b * NK + kk).to(tl.int64) * (s_t // s_h) + h) * s_h
+
+
+@triton.jit
+def gate_offsets(row, HQ: tl.constexpr, s_g_t):
+    """Element offsets of flat query rows row = token * HQ + head in a [B, T, HQ] gate with token stride s_g_t."""
+    return row // HQ * s_g_t + row % HQ
 
 
 @triton.jit
@@ -26,17 +50,17 @@ def softmax_state(BM: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
-def softmax_update(s, vis, V, krow, kmask, offv, m_i, l_i, acc, DV: tl.constexpr, PREC: tl.constexpr):
+def softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV: tl.constexpr, PREC: tl.constexpr):
     """Online-softmax update of (m_i, l_i, acc) with one key tile's scores s [BM, BN] (-inf
-    outside vis) and its values at rows krow (loaded where kmask). A row with no key so far
-    keeps m = -inf and l = 0."""
+    outside vis) and its values at element offsets voff (loaded where kmask). A row with no key
+    so far keeps m = -inf and l = 0."""
     s = tl.where(vis, s, float("-inf"))  # [BM, BN]
     m_new = tl.maximum(m_i, tl.max(s, 1))  # [BM]
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # [BM]
     alpha = tl.exp2(m_i - m_safe)  # [BM]
     p = tl.exp2(s - m_safe[:, None])  # [BM, BN]
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = load_rows(V, krow, kmask, offv, DV)  # [BN, BDV]
+    v = load_tile(V, voff, kmask, offv, DV)  # [BN, BDV]
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)  # [BM, BDV]
     return m_new, l_i, acc
 
@@ -52,11 +76,12 @@ def store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV: tl.constex
 
 
 @triton.jit
-def load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, DK: tl.constexpr, DV: tl.constexpr):
+def load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ: tl.constexpr, DK: tl.constexpr,
+                   DV: tl.constexpr):
     """What a backward tile needs of its query rows: q [BM, BDK], the branch's output gradient
     gate * dO [BM, BDV] (dtype of q), lse [BM] (+inf outside rmask) and delta [BM]."""
     q = load_rows(Q, row, rmask, offk, DK)  # [BM, BDK]
-    gate = tl.load(GATE + row, mask=rmask, other=0.0).to(tl.float32)  # [BM]
+    gate = tl.load(GATE + gate_offsets(row, HQ, s_g_t), mask=rmask, other=0.0).to(tl.float32)  # [BM]
     do = load_rows(DO, row, rmask, offv, DV)  # [BM, BDV]
     do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)  # [BM, BDV]
     lse = tl.load(LSE + row, mask=rmask, other=float("inf"))  # [BM]
@@ -76,16 +101,17 @@ def dq_update(s, vis, k, v, do, lse, delta, dq, PREC: tl.constexpr):
 
 
 @triton.jit
-def key_grad_tile(K, V, b, h, kk, NK, H: tl.constexpr, BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
-                  BDK: tl.constexpr, BDV: tl.constexpr):
+def key_grad_tile(K, V, b, h, kk, NK, s_k_t, s_k_h, s_v_t, s_v_h, H: tl.constexpr, BN: tl.constexpr,
+                  DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr):
     """A tile of keys kk [BN] (of NK per batch and KV head) that a dK/dV program owns: key rows
-    [BN], mask [BN], column ranges, k [BN, BDK], v [BN, BDV] and zero fp32 dk, dv."""
+    [BN] of the contiguous accumulators, mask [BN], column ranges, k [BN, BDK], v [BN, BDV] and
+    zero fp32 dk, dv."""
     kmask = kk < NK  # [BN]
     krow = (b * NK + kk).to(tl.int64) * H + h  # [BN]
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    k = load_rows(K, krow, kmask, offk, DK)  # [BN, BDK]
-    v = load_rows(V, krow, kmask, offv, DV)  # [BN, BDV]
+    k = load_tile(K, kv_offsets(b, kk, NK, h, s_k_t, s_k_h), kmask, offk, DK)  # [BN, BDK]
+    v = load_tile(V, kv_offsets(b, kk, NK, h, s_v_t, s_v_h), kmask, offv, DV)  # [BN, BDV]
     dk = tl.zeros([BN, BDK], tl.float32)  # [BN, BDK]
     dv = tl.zeros([BN, BDV], tl.float32)  # [BN, BDV]
     return krow, kmask, offk, offv, k, v, dk, dv

@@ -18,10 +18,10 @@ import torch
 
 from nsa_bench.kernels import NSAConfig, nsa_attention, nsa_select_blocks
 from nsa_bench.kernels import triton_common
-from nsa_bench.kernels.parallel import nsa_attention_with_indices
+from nsa_bench.kernels.parallel import _Prepared, nsa_attention_with_indices
 from nsa_bench.kernels.reference_rows import nsa_rows_ref
 from nsa_bench.suites.kernel_check import check_backward, check_forward, tolerance
-from nsa_cases import NAMES, as_float64, assert_close, make_dout, make_inputs, outputs_and_grads
+from nsa_cases import NAMES, as_float64, assert_close, call, make_dout, make_inputs, outputs_and_grads
 
 pytestmark = pytest.mark.triton  # CI runs these under the newest Triton too (.ci/run)
 
@@ -81,6 +81,46 @@ def test_outputs_and_grads_given_the_reference_selection(shape, dtype, separate,
                                        positions=torch.arange(seq, device=device), indices=indices,
                                        dtype=torch.float64)
     assert_close(out, ref, grads, ref_grads, dtype, seed)
+
+
+def _branch_slices(k_all, v_all, g_all, rest):
+    """NSA inputs as the model passes them: branch i's k/v and gate are [:, :, i] slices."""
+    return {**rest, "k": k_all[:, :, 0], "v": v_all[:, :, 0], "k_slc": k_all[:, :, 1], "v_slc": v_all[:, :, 1],
+            "k_win": k_all[:, :, 2], "v_win": v_all[:, :, 2],
+            "g_cmp": g_all[:, :, 0], "g_slc": g_all[:, :, 1], "g_win": g_all[:, :, 2]}
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_branch_slices_are_read_in_place(batch, device):
+    """The model's layout: each branch's k/v a slice of one [B, T, 3, H, d] projection and the
+    gates slices of one [B, T, 3, HQ] tensor. The kernels read the slices in place (no copy)
+    and give exactly what they give on contiguous copies: output and every gradient."""
+    config = NSAConfig.parse(SMALL_A)
+    seq, kv_heads, q_heads, d = 97, 2, 8, 16
+    x, seed = make_inputs(batch, seq, q_heads, kv_heads, d, d, config, torch.float16, device=device)
+    rest = {n: x[n] for n in ("q", "k_cmp", "v_cmp")}
+    gen = torch.Generator().manual_seed(seed)
+    k_all, v_all = (torch.randn(batch, seq, 3, kv_heads, d, generator=gen).half().to(device) for _ in range(2))
+    g_all = torch.rand(batch, seq, 3, q_heads, generator=gen).half().to(device)
+    sliced = _branch_slices(k_all, v_all, g_all, rest)
+    prepared = _Prepared(*[sliced[n] for n in NAMES[:8]], config, *[sliced[n] for n in NAMES[8:]], None)
+    for name in ("k_slc", "v_win", "g_cmp", "g_win"):
+        assert getattr(prepared, name).data_ptr() == sliced[name].data_ptr(), f"{name} was copied"
+    indices = nsa_select_blocks(x["q"], x["k_cmp"], config)
+    dout = make_dout((batch, seq, q_heads, d), seed, device=device).half()
+    results = []
+    for layout in ("slices", "contiguous"):
+        leaves = [t.clone().requires_grad_() for t in (k_all, v_all, g_all, rest["q"], rest["k_cmp"], rest["v_cmp"])]
+        inputs = _branch_slices(*leaves[:3], dict(zip(("q", "k_cmp", "v_cmp"), leaves[3:])))
+        if layout == "contiguous":
+            inputs = {n: t.contiguous() for n, t in inputs.items()}
+        out = call(nsa_attention_with_indices, inputs, config, indices=indices)[0]
+        out.backward(dout)
+        results.append((out.detach(), [t.grad for t in leaves]))
+    (out_sliced, grads_sliced), (out_dense, grads_dense) = results
+    assert torch.isfinite(out_sliced).all() and torch.equal(out_sliced, out_dense), f"seed {seed}"
+    for name, g, ref in zip(("k_all", "v_all", "g_all", "q", "k_cmp", "v_cmp"), grads_sliced, grads_dense):
+        assert torch.equal(g, ref), f"d{name} differs (seed {seed})"
 
 
 # ---- GPU only: the paper's config at lengths the interpreter cannot reach ----------------------------
