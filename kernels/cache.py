@@ -130,10 +130,7 @@ class NSACache:
         kw, vw = (k_win, v_win) if self.separate_win else (k_new, v_new)
         new = (k_new, v_new, ks, vs, kw, vw)
         recorded = self.workspaces.get("append")
-        try:
-            key = specialization_key(*new), k_slc is None, k_win is None
-        except AttributeError:  # not tensors: the checks below say what is wrong
-            key = None
+        key = specialization_key(*new), k_slc is None, k_win is None  # a non-tensor matches no recording
         if recorded is not None and key == recorded[0]:
             recorded[1](current_stream(self.device), *new)
         else:

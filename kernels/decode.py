@@ -134,7 +134,7 @@ def _workspace(cache: NSACache, plan: DecodePlan) -> dict:
     return ws
 
 
-def _check_inputs(q, cache, g_cmp, g_slc, g_win, config):
+def _check_inputs(q, cache, g_cmp, g_slc, g_win, config, out=None):
     if not isinstance(cache, NSACache):
         raise ValueError(f"cache must be an NSACache, got {type(cache).__name__}")
     if config is not None and config != cache.config:
@@ -154,6 +154,9 @@ def _check_inputs(q, cache, g_cmp, g_slc, g_win, config):
     for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_win", g_win)):
         if not isinstance(g, torch.Tensor) or tuple(g.shape) != (cache.batch, 1, q.shape[2]) or g.device != q.device:
             raise ValueError(f"{name} must be a tensor [B, 1, HQ] = {(cache.batch, 1, q.shape[2])} on {q.device}")
+    expect = (cache.batch, 1, q.shape[2], cache.dv)
+    if out is not None and not (isinstance(out, torch.Tensor) and tuple(out.shape) == expect and out.device == q.device):
+        raise ValueError(f"out must be a tensor {expect} [B, 1, HQ, dv] on {q.device}")
 
 
 @dataclass
@@ -168,7 +171,7 @@ class _RecordedStep:
 
 
 def _step_key(q, gates, out, scale, plan) -> tuple:
-    """What decides the launches of a step besides the cache: raises AttributeError for a non-tensor."""
+    """What decides the launches of a step besides the cache (a non-tensor matches no recording)."""
     tensors = (q, *gates) if out is None else (q, *gates, out)
     return scale, plan, out is None, specialization_key(*tensors)
 
@@ -195,13 +198,10 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
     A step whose inputs have the layout of the cache's previous step replays that step's
     launches (launch_replay.py) instead of going through Triton's dispatch again.
     """
+    key = _step_key(q, (g_cmp, g_slc, g_win), out, scale, plan)
     recorded = cache.workspaces.get("step") if isinstance(cache, NSACache) else None
     if recorded is not None and not return_blocks and (config is None or config is cache.config
                                                        or config == cache.config):
-        try:
-            key = _step_key(q, (g_cmp, g_slc, g_win), out, scale, plan)
-        except AttributeError:  # not tensors: the checks below say what is wrong
-            key = None
         if key == recorded.key:
             q, g_cmp, g_slc, g_win = _normalize(q, g_cmp, g_slc, g_win)
             if out is None:
@@ -212,8 +212,7 @@ def nsa_decode(q, cache: NSACache, g_cmp, g_slc, g_win, config: NSAConfig | None
             recorded.slc(stream, q)
             recorded.combine(stream, g_cmp, g_slc, g_win, out)
             return out
-    _check_inputs(q, cache, g_cmp, g_slc, g_win, config)
-    key = _step_key(q, (g_cmp, g_slc, g_win), out, scale, plan)
+    _check_inputs(q, cache, g_cmp, g_slc, g_win, config, out)
     q_heads = q.shape[2]
     if plan is None:  # the default plan, computed once per cache and head count
         plan = cache.workspaces.get(("plan", q_heads))

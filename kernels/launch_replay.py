@@ -15,13 +15,17 @@ and record anew when the key changes. Under the CPU interpreter nothing is recor
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
 
 
-def specialization_key(*tensors: torch.Tensor) -> tuple:
-    """What Triton specialises a launch on, for each tensor argument that changes between calls."""
+def specialization_key(*tensors: torch.Tensor) -> tuple | None:
+    """What Triton specialises a launch on, for each tensor argument that changes between calls;
+    None when one is not a tensor (no recording matches it, so the caller's checks run)."""
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
     return tuple((t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16 == 0) for t in tensors)
 
 
@@ -68,6 +72,12 @@ def current_stream(device: torch.device) -> int:
     (0 off CUDA, where only tests replay)."""
     if device.type != "cuda":
         return 0
-    from triton.runtime import driver  # noqa: PLC0415 (Triton import kept lazy)
+    return _stream_getter()(device.index)
 
-    return driver.active.get_current_stream(device.index)
+
+@functools.cache
+def _stream_getter():
+    """Triton's current-stream function, looked up once (Triton is imported only when a step runs)."""
+    from triton.runtime import driver  # noqa: PLC0415
+
+    return driver.active.get_current_stream

@@ -20,8 +20,10 @@ import time
 import torch
 
 from nsa_bench.kernels import NSAConfig, nsa_decode
+from nsa_bench.kernels import decode as dec
 from nsa_bench.kernels.decode import make_decode_problem
 from nsa_bench.results import ResultWriter
+from nsa_bench.suites.kernel_cases import Case, graphed
 from nsa_bench.timing import time_calls
 
 
@@ -36,20 +38,6 @@ def host_us(fn, calls: int = 200) -> float:
     elapsed = time.perf_counter() - start
     torch.cuda.synchronize()
     return elapsed / calls * 1e6
-
-
-def graph_us(fn) -> float:
-    """GPU microseconds of fn replayed as a CUDA graph (L2 flushed before each replay)."""
-    fn()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return time_calls(graph.replay, warmup=5, repeats=50, device="cuda").ms * 1e3
 
 
 def main() -> None:
@@ -67,8 +55,7 @@ def main() -> None:
         row = {"seq_len": seq,
                "host_step_us": host_us(step),
                "event_step_us": time_calls(step, warmup=5, repeats=50, device="cuda").ms * 1e3,
-               "graph_step_us": graph_us(step)}
-        from nsa_bench.kernels import decode as dec  # noqa: PLC0415
+               "graph_step_us": time_calls(graphed(Case(step, "")).call, warmup=5, repeats=50, device="cuda").ms * 1e3}
         row["host_checks_us"] = host_us(lambda: dec._check_inputs(q, cache, *gates, config), 2000)  # noqa: SLF001
         row["host_empty_us"] = host_us(lambda: torch.empty(8, 1, 64, 128, dtype=q.dtype, device="cuda"), 2000)
         writer.write(row)

@@ -182,6 +182,14 @@ def test_bad_inputs_raise(change, message):
         nsa_decode(q, cache, g, *gates[1:])
 
 
+@pytest.mark.parametrize("out", ["not a tensor", torch.empty(1, 1, 4, 8)], ids=["str", "shape"])
+def test_bad_output_raises(out):
+    config = NSAConfig.parse("8/4/16/4/32")
+    q, cache, gates = make_decode_problem(1, 20, 4, 2, 16, 16, config, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="out must be a tensor"):
+        nsa_decode(q, cache, *gates, out=out)
+
+
 def test_cache_rejects_overflow_and_bad_prefill():
     config = NSAConfig.parse("8/4/16/4/32")
     cache = NSACache(1, 8, 1, 16, dtype=torch.float32, device="cpu", config=config)
