@@ -6,8 +6,9 @@ Forward stages (each a Triton launch, in this order):
   slc_attn  attention over the selected blocks -> o_slc (triton_sparse.py)
   win_attn  sliding-window attention -> o_win (triton_band.py)
   combine   gated sum of the three branch outputs (triton_gates.py)
-Backward: gate gradients and deltas, then each branch's dq (accumulated into one fp32 dq) and
-dk/dv (fp32 buffers shared where branches share k/v), reusing the forward's indices.
+Backward: gate gradients, deltas and each branch's output gradient, then each branch's dq
+(accumulated into one fp32 dq) and dk/dv (fp32 buffers shared where branches share k/v),
+reusing the forward's indices.
 """
 
 from __future__ import annotations
@@ -155,51 +156,49 @@ class _BackwardSteps:
         self.o = (o_cmp, o_slc, o_win)
         self.lse = (lse_cmp, lse_slc, lse_win)
         self.buf = _grad_buffers(p)
-        self.delta = None
+        self.delta = None  # [3,B,T,HQ]: rowsum(dO_b * o_b) per branch
+        self.do_branch = None  # [3,B,T,HQ,dv]: each branch's output gradient g_b * dout
         self.block_index = None
 
     def gate_grads(self):
         p = self.p
-        dgs, self.delta = gate_grads(self.dout, *self.o, p.g_cmp, p.g_slc, p.g_win)
+        dgs, self.delta, self.do_branch = gate_grads(self.dout, *self.o, p.g_cmp, p.g_slc, p.g_win)
         return dgs
 
-    def _band(self, band, k, v, gate, lse, delta):
+    def _band(self, band, k, v, branch):
         p = self.p
-        return (p.q, k, v, self.dout, gate, lse, delta, band, p.scale)
+        return (p.q, k, v, self.do_branch[branch], self.lse[branch], self.delta[branch], band, p.scale)
 
     def cmp_dq(self):
         p = self.p
         if p.k_cmp.shape[1] > 0:
-            band_attn_bwd_dq(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, p.g_cmp, self.lse[0],
-                                         self.delta[0]), self.buf["q"])
+            band_attn_bwd_dq(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, 0), self.buf["q"])
 
     def cmp_dkv(self):
         p = self.p
-        band_attn_bwd_dkv(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, p.g_cmp, self.lse[0],
-                                      self.delta[0]), self.buf["k_cmp"], self.buf["v_cmp"])
+        band_attn_bwd_dkv(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, 0),
+                          self.buf["k_cmp"], self.buf["v_cmp"])
 
     def slc_index(self):
         self.block_index = block_token_index(self.indices, self.p.config.num_slc_blocks(self.p.q.shape[1]))
 
     def slc_dq(self):
         p = self.p
-        slc_attn_bwd_dq(p.q, p.ks, p.vs, self.indices, self.dout, p.g_slc, self.lse[1], self.delta[1], p.config,
+        slc_attn_bwd_dq(p.q, p.ks, p.vs, self.indices, self.do_branch[1], self.lse[1], self.delta[1], p.config,
                         p.scale, self.buf["q"])
 
     def slc_dkv(self):
         p = self.p
-        slc_attn_bwd_dkv(p.q, p.ks, p.vs, self.dout, p.g_slc, self.lse[1], self.delta[1], p.config, p.scale,
+        slc_attn_bwd_dkv(p.q, p.ks, p.vs, self.do_branch[1], self.lse[1], self.delta[1], p.config, p.scale,
                          self.buf["k_slc"], self.buf["v_slc"], self.block_index)
 
     def win_dq(self):
         p = self.p
-        band_attn_bwd_dq(*self._band(Band.window(p.config), p.kw, p.vw, p.g_win, self.lse[2], self.delta[2]),
-                         self.buf["q"])
+        band_attn_bwd_dq(*self._band(Band.window(p.config), p.kw, p.vw, 2), self.buf["q"])
 
     def win_dkv(self):
         p = self.p
-        band_attn_bwd_dkv(*self._band(Band.window(p.config), p.kw, p.vw, p.g_win, self.lse[2], self.delta[2]),
-                          self.buf["k_win"], self.buf["v_win"])
+        band_attn_bwd_dkv(*self._band(Band.window(p.config), p.kw, p.vw, 2), self.buf["k_win"], self.buf["v_win"])
 
     ORDER = ("cmp_dq", "cmp_dkv", "slc_index", "slc_dq", "slc_dkv", "win_dq", "win_dkv")
 

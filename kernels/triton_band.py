@@ -12,8 +12,9 @@ sliding window:  OFF = 0, STRIDE = 1, WIN = w.
 Query rows are packed group-centric: a program holds BT consecutive tokens times the G query
 heads of one KV head (row r = token * G + head), so each key tile it loads serves BT * G rows.
 Softmax runs in base 2; the saved log-sum-exp `lse` is base 2 and +inf for rows with no key.
-Tensors are token-major: q [B,T,HQ,dk] contiguous; keys/values [B,NK,H,dk|dv] and gates
-[B,T,HQ] through their token (and head) strides, so per-branch slices are read in place.
+Tensors are token-major: q [B,T,HQ,dk] and the branch's output gradient contiguous;
+keys/values [B,NK,H,dk|dv] through their token and head strides, so per-branch slices are read
+in place.
 """
 
 from __future__ import annotations
@@ -128,21 +129,21 @@ def _band_fwd_kernel(
 
 @triton.jit
 def _band_dq_kernel(
-    Q, K, V, DO, GATE, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
-    s_g_t: tl.constexpr,
+    Q, K, V, DO, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
     OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
     """DQ (fp32, accumulated in place) += this branch's dq of BT tokens x the G query heads of
-    one KV head; dO of the branch is gate * DO. Grid (cdiv(T, BT), B * H)."""
+    one KV head; DO is the branch's output gradient (gate * dO). Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
     b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     qmask = rmask[:, None] & (offk[None, :] < DK)  # [BM, BDK]
-    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
+    q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
     hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
     dq = tl.zeros([BM, BDK], tl.float32)  # [BM, BDK]
     for n0 in range(start, end, BN):
@@ -159,8 +160,8 @@ def _band_dq_kernel(
 
 @triton.jit
 def _band_dkv_kernel(
-    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
-    s_g_t: tl.constexpr,
+    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -181,15 +182,15 @@ def _band_dkv_kernel(
         t_end = T
     t_end = tl.minimum(t_end, t_start + SEG)
     if t_start < t_end:
-        _band_dkv_segment(Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
-                          b, h, i0, t_start, t_end, s_k_t, s_k_h, s_v_t, s_v_h, s_g_t,
+        _band_dkv_segment(Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+                          b, h, i0, t_start, t_end, s_k_t, s_k_h, s_v_t, s_v_h,
                           HQ, H, G, DK, DV, BDK, BDV, BT, BN, OFF, STRIDE, WIN, PREC)
 
 
 @triton.jit
 def _band_dkv_segment(
-    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0, t_start, t_end,
-    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr, s_g_t: tl.constexpr,
+    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0, t_start, t_end,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
@@ -205,7 +206,7 @@ def _band_dkv_segment(
         t = t0 + r // G  # [BM]
         rmask = t < T  # [BM]
         row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
-        q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
+        q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
         hi = _band_hi(t, OFF, STRIDE)  # [BM]
         lo = _band_lo(hi, WIN)  # [BM]
         st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BN, BM]
@@ -253,18 +254,18 @@ def band_attn_fwd(q, k, v, band: Band, scale: float):
     return o, lse
 
 
-def band_attn_bwd_dq(q, k, v, do, gate, lse, delta, band: Band, scale: float, dq_acc):
-    """dq_acc (fp32) += this branch's dq. The branch's output gradient is gate * do; delta is
-    rowsum(gate * do * o_branch)."""
+def band_attn_bwd_dq(q, k, v, do, lse, delta, band: Band, scale: float, dq_acc):
+    """dq_acc (fp32) += this branch's dq. do is the branch's output gradient (gate * dO of the
+    gated sum, contiguous); delta is rowsum(do * o_branch)."""
     bsz, seq = q.shape[:2]
     _, bt, consts = _launch_args(q, k, v, band, "dq")
     _band_dq_kernel[(triton.cdiv(seq, bt), bsz * k.shape[2])](
-        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq, NK=k.shape[1],
-        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), s_g_t=gate.stride(1), **consts,
+        Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq, NK=k.shape[1],
+        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), **consts,
     )
 
 
-def band_attn_bwd_dkv(q, k, v, do, gate, lse, delta, band: Band, scale: float, dk_acc, dv_acc):
+def band_attn_bwd_dkv(q, k, v, do, lse, delta, band: Band, scale: float, dk_acc, dv_acc):
     """dk_acc, dv_acc (fp32) += this branch's dk, dv (same arguments as band_attn_bwd_dq)."""
     bsz, seq = q.shape[:2]
     nk = k.shape[1]
@@ -273,6 +274,6 @@ def band_attn_bwd_dkv(q, k, v, do, gate, lse, delta, band: Band, scale: float, d
     cfg, bt, consts = _launch_args(q, k, v, band, "dkv")
     seg = max(bt, min(cfg["seg"], seq) // bt * bt)
     _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
-        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
-        qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **kv_strides(k, v), s_g_t=gate.stride(1), **consts,
+        Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
+        qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **kv_strides(k, v), **consts,
     )

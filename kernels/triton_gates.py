@@ -1,8 +1,9 @@
 """The gated sum of the three NSA branches in Triton, and its backward preparation.
 
 Forward: out = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win per (token, query head) row.
-Backward: the gate gradients dg_b = rowsum(dO * o_b) and each branch's softmax correction
-delta_b = rowsum(dO_b * o_b) = g_b * dg_b (the branch's output gradient is dO_b = g_b * dO).
+Backward: the gate gradients dg_b = rowsum(dO * o_b), each branch's output gradient
+dO_b = g_b * dO (in dO's dtype, read unchanged by the branch's dq and dk/dv kernels) and its
+softmax correction delta_b = rowsum(dO_b * o_b) = g_b * dg_b.
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, s_g_t: tl.constexpr, H
 
 @triton.jit
 def _gate_grad_kernel(
-    DO, OC, OS, OW, GC, GS, GW, DGC, DGS, DGW, DELTA, NROWS, s_g_t: tl.constexpr,
+    DO, OC, OS, OW, GC, GS, GW, DGC, DGS, DGW, DELTA, DOB, NROWS, s_g_t: tl.constexpr,
     HQ: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
 ):
-    """Gate gradients DG* = rowsum(DO * O*) and deltas DELTA[branch] = G* * DG* of BR rows.
-    Grid (cdiv(NROWS, BR),)."""
+    """Gate gradients DG* = rowsum(DO * O*), deltas DELTA[branch] = G* * DG* and the branches'
+    output gradients DOB[branch] = G* * DO of BR rows. Grid (cdiv(NROWS, BR),)."""
     rows, rmask, mask, offs = _gate_rows(NROWS, DV, BDV, BR)
     do = tl.load(DO + offs, mask=mask, other=0.0).to(tl.float32)  # [BR, BDV]
     dgc = tl.sum(do * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32), 1)  # [BR]
@@ -71,6 +72,10 @@ def _gate_grad_kernel(
     tl.store(DELTA + rows, gc * dgc, mask=rmask)
     tl.store(DELTA + NROWS + rows, gs * dgs, mask=rmask)
     tl.store(DELTA + 2 * NROWS + rows, gw * dgw, mask=rmask)
+    branch = NROWS.to(tl.int64) * DV  # elements of one branch's output gradient
+    tl.store(DOB + offs, (do * gc[:, None]).to(DOB.dtype.element_ty), mask=mask)
+    tl.store(DOB + branch + offs, (do * gs[:, None]).to(DOB.dtype.element_ty), mask=mask)
+    tl.store(DOB + 2 * branch + offs, (do * gw[:, None]).to(DOB.dtype.element_ty), mask=mask)
 
 
 def gated_sum(o_cmp, o_slc, o_win, g_cmp, g_slc, g_win) -> torch.Tensor:
@@ -87,13 +92,16 @@ def gated_sum(o_cmp, o_slc, o_win, g_cmp, g_slc, g_win) -> torch.Tensor:
 
 
 def gate_grads(do, o_cmp, o_slc, o_win, g_cmp, g_slc, g_win):
-    """Gate gradients (dg_cmp, dg_slc, dg_win) [B,T,HQ] and deltas [3,B,T,HQ] fp32."""
+    """Gate gradients (dg_cmp, dg_slc, dg_win) [B,T,HQ], deltas [3,B,T,HQ] fp32 and the branches'
+    output gradients g_b * do [3,B,T,HQ,dv] (dtype of do)."""
     dv = do.shape[-1]
     n_rows = do.numel() // dv
     dgs = [new_output(g_cmp.shape, g_cmp.dtype, do.device) for _ in range(3)]
     delta = new_output((3, *g_cmp.shape), torch.float32, do.device)
+    do_branch = new_output((3, *do.shape), do.dtype, do.device)
     _gate_grad_kernel[(triton.cdiv(n_rows, ROWS),)](
         DO=do, OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, DGC=dgs[0], DGS=dgs[1], DGW=dgs[2],
-        DELTA=delta, NROWS=n_rows, s_g_t=g_cmp.stride(1), HQ=g_cmp.shape[2], DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
+        DELTA=delta, DOB=do_branch, NROWS=n_rows, s_g_t=g_cmp.stride(1), HQ=g_cmp.shape[2], DV=dv,
+        BDV=next_pow2(dv), BR=ROWS, num_warps=4,
     )
-    return dgs, delta
+    return dgs, delta, do_branch

@@ -88,8 +88,8 @@ def _slc_fwd_kernel(
 
 @triton.jit
 def _slc_dq_kernel(
-    Q, K, V, IDX, DO, GATE, LSE, DELTA, DQ, T, qk_scale, sm_scale, s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
-    s_g_t: tl.constexpr,
+    Q, K, V, IDX, DO, LSE, DELTA, DQ, T, qk_scale, sm_scale,
+    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
@@ -100,7 +100,7 @@ def _slc_dq_kernel(
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     qmask = gmask[:, None] & (offk[None, :] < DK)  # [BG, BDK]
-    q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, gmask, offk, offv, s_g_t, HQ, DK, DV)
+    q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, gmask, offk, offv, DK, DV)
     sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
@@ -116,10 +116,9 @@ def _slc_dq_kernel(
 
 @triton.jit
 def _slc_dkv_kernel(
-    Q, K, V, DO, GATE, LSE, DELTA, DK_ACC, DV_ACC,
+    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC,
     WORK_KEY, WORK_CHUNK, SEG_START, SEG_COUNT, TOKENS, T, NS, NKEYS, qk_scale, sm_scale,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
-    s_g_t: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, PREC: tl.constexpr,
@@ -147,7 +146,7 @@ def _slc_dkv_kernel(
             rmask = ti < count  # [BM]
             tok = tl.load(TOKENS + start + ti, mask=rmask, other=0)  # [BM]
             row = (b * T + tok).to(tl.int64) * HQ + h * G + r % G  # [BM]
-            q, do, lse, delta = load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ, DK, DV)
+            q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
             st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BS, BM]
             vis = (kpos[:, None] <= tok[None, :]) & rmask[None, :]  # [BS, BM]
             dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
@@ -208,20 +207,20 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = 
             counts.to(torch.int32), tokens, chunk)
 
 
-def slc_attn_bwd_dq(q, k, v, indices, do, gate, lse, delta, config, scale: float, dq_acc):
-    """dq_acc (fp32) += the selection branch's dq (output gradient gate * do, delta its rowsum
-    with o_slc)."""
+def slc_attn_bwd_dq(q, k, v, indices, do, lse, delta, config, scale: float, dq_acc):
+    """dq_acc (fp32) += the selection branch's dq (do its output gradient gate * dO, contiguous;
+    delta the rowsum of do * o_slc)."""
     bsz, seq = q.shape[:2]
     h = k.shape[2]
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
-        Q=q, K=k, V=v, IDX=indices, DO=do, GATE=gate, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq,
-        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), s_g_t=gate.stride(1),
+        Q=q, K=k, V=v, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq,
+        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v),
         **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
 
 
-def slc_attn_bwd_dkv(q, k, v, do, gate, lse, delta, config, scale: float, dk_acc, dv_acc, block_index):
+def slc_attn_bwd_dkv(q, k, v, do, lse, delta, config, scale: float, dk_acc, dv_acc, block_index):
     """dk_acc, dv_acc (fp32) += the selection branch's dk, dv; block_index from block_token_index."""
     bsz, seq, hq, dk = q.shape
     h, dv = k.shape[2], v.shape[3]
@@ -230,10 +229,10 @@ def slc_attn_bwd_dkv(q, k, v, do, gate, lse, delta, config, scale: float, dk_acc
     work_key, work_chunk, seg_start, seg_count, tokens, chunk = block_index
     n_blocks = config.num_slc_blocks(seq)
     _slc_dkv_kernel[(work_key.numel(),)](
-        Q=q, K=k, V=v, DO=do, GATE=gate, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc,
+        Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc,
         WORK_KEY=work_key, WORK_CHUNK=work_chunk, SEG_START=seg_start, SEG_COUNT=seg_count, TOKENS=tokens,
         T=seq, NS=n_blocks, NKEYS=bsz * h * n_blocks, qk_scale=scale * LOG2E, sm_scale=scale,
-        **kv_strides(k, v), s_g_t=gate.stride(1),
+        **kv_strides(k, v),
         HQ=hq, H=h, G=g, DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv), BS=config.slc_block,
         BT=max(1, cfg["rows"] // g), CH=chunk, PREC=dot_precision(q.dtype),
         num_warps=cfg["warps"], num_stages=cfg["stages"],

@@ -76,14 +76,12 @@ def store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV: tl.constex
 
 
 @triton.jit
-def load_grad_rows(Q, DO, GATE, LSE, DELTA, row, rmask, offk, offv, s_g_t, HQ: tl.constexpr, DK: tl.constexpr,
-                   DV: tl.constexpr):
+def load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK: tl.constexpr, DV: tl.constexpr):
     """What a backward tile needs of its query rows: q [BM, BDK], the branch's output gradient
-    gate * dO [BM, BDV] (dtype of q), lse [BM] (+inf outside rmask) and delta [BM]."""
+    gate * dO [BM, BDV] (written by gate_grads, so it goes from memory to the dots unchanged),
+    lse [BM] (+inf outside rmask) and delta [BM]."""
     q = load_rows(Q, row, rmask, offk, DK)  # [BM, BDK]
-    gate = tl.load(GATE + gate_offsets(row, HQ, s_g_t), mask=rmask, other=0.0).to(tl.float32)  # [BM]
     do = load_rows(DO, row, rmask, offv, DV)  # [BM, BDV]
-    do = (do.to(tl.float32) * gate[:, None]).to(q.dtype)  # [BM, BDV]
     lse = tl.load(LSE + row, mask=rmask, other=float("inf"))  # [BM]
     delta = tl.load(DELTA + row, mask=rmask, other=0.0)  # [BM]
     return q, do, lse, delta

@@ -189,7 +189,9 @@ TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, war
            dict(rows=64, keys=64, warps=8, stages=3), dict(rows=128, keys=64, warps=8, stages=2)]
 TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=8, stages=2),
             dict(rows=64, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),
-            dict(rows=128, keys=64, warps=8, stages=2)]
+            dict(rows=128, keys=64, warps=8, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
+            dict(rows=32, keys=64, warps=4, stages=2), dict(rows=32, keys=64, warps=4, stages=3),
+            dict(rows=128, keys=128, warps=8, stages=2), dict(rows=64, keys=128, warps=8, stages=3)]
 TUNE_SLC = [dict(warps=4, stages=2), dict(warps=4, stages=3), dict(warps=2, stages=2), dict(warps=2, stages=3),
             dict(warps=8, stages=3)]
 TUNE = {  # stage -> (settings dict, key, candidates)
@@ -199,7 +201,7 @@ TUNE = {  # stage -> (settings dict, key, candidates)
     "slc_attn": (triton_sparse.LAUNCH, "slc_fwd", TUNE_SLC),
     "win_attn": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
     "cmp_dq": (triton_band.LAUNCH, "cmp_dq", TUNE_DQ),
-    "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV[:3] for s in (2048, 8192)]),
+    "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV for s in (2048, 8192)]),
     "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),
     "slc_dkv": (triton_sparse.LAUNCH, "slc_dkv", [dict(c, chunk=ch) for c in (
         dict(rows=64, warps=4, stages=2), dict(rows=64, warps=8, stages=2), dict(rows=64, warps=8, stages=3),
@@ -209,8 +211,9 @@ TUNE = {  # stage -> (settings dict, key, candidates)
 }
 
 
-def run_tuning(writer, seq, hq, h, d):
-    """Try each stage's launch candidates on the timing shape; keep the fastest in its LAUNCH."""
+def run_tuning(writer, seq, hq, h, d, stages=None):
+    """Try each stage's launch candidates on the timing shape (the stages named, or all); keep
+    the fastest in its LAUNCH."""
     config = NSAConfig.parse(PAPER)
     dtype = torch.bfloat16 if DEV == "cuda" else torch.float16
     x = make_inputs(1, seq, hq, h, d, d, config, dtype)
@@ -218,6 +221,8 @@ def run_tuning(writer, seq, hq, h, d):
     fwd = dict(call(nsa_forward_stages, x, config))
     bwd = dict(call(nsa_backward_stages, x, config, dout=dout))
     for stage, (launch, key, candidates) in TUNE.items():
+        if stages and stage not in stages:
+            continue
         fn = fwd.get(stage) or bwd[stage]
         best = None
         for cand in candidates:
@@ -343,6 +348,7 @@ def main() -> int:
     ap.add_argument("--heads", default="64/4/128", help="timing shape HQ/H/d")
     ap.add_argument("--tune", type=int, default=0, metavar="T",
                     help="first pick each kernel's launch settings at sequence length T (0: keep the defaults)")
+    ap.add_argument("--tune-stages", default="", help=f"comma-separated stages to tune (default: all of {list(TUNE)})")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny run under TRITON_INTERPRET=1 (no GPU)")
     args = ap.parse_args()
     if DEV != "cuda" and not args.cpu_smoke:
@@ -352,7 +358,11 @@ def main() -> int:
     writer = ResultWriter(args.out, extra={"fa2_baseline": fa2_baseline()})
     print(f"device {torch.cuda.get_device_name() if DEV == 'cuda' else 'cpu'}  FA2 = {fa2_baseline()}", flush=True)
     if args.tune:
-        run_tuning(writer, args.tune, hq, h, d)
+        stages = {st for st in args.tune_stages.split(",") if st}
+        if stages - set(TUNE):
+            print(f"unknown --tune-stages {sorted(stages - set(TUNE))}; known: {list(TUNE)}", file=sys.stderr)
+            return 2
+        run_tuning(writer, args.tune, hq, h, d, stages)
         settings = {**triton_band.LAUNCH, **triton_select.LAUNCH, **triton_sparse.LAUNCH}
         print(f"launch settings: {settings}", flush=True)
         writer.write({"kind": "launch", "launch": str(settings)})
