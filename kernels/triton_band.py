@@ -217,15 +217,15 @@ def _band_dkv_segment(
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
 # keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment).
-# Chosen on the H100 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k); the H200
-# tuner picks the same (results/tune_h200.log).
+# Chosen on the H200 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k;
+# results/tune_h200.log, and for the dk/dv kernels results/tune_h200_dkv.log).
 LAUNCH = {
     "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
     "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
     "cmp_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "win_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
-    "cmp_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 2048},
-    "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
+    "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048},
+    "win_dkv": {"rows": 32, "keys": 64, "warps": 4, "stages": 3, "seg": 1 << 30},
 }
 
 

@@ -185,13 +185,15 @@ def attention_flops(p: Problem, config: NSAConfig, mode: str):
 TUNE_FWD = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
             dict(rows=128, keys=64, warps=8, stages=2), dict(rows=128, keys=64, warps=8, stages=3),
             dict(rows=64, keys=128, warps=8, stages=2)]
-TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=8, stages=2),
-           dict(rows=64, keys=64, warps=8, stages=3), dict(rows=128, keys=64, warps=8, stages=2)]
-TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=8, stages=2),
-            dict(rows=64, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),
-            dict(rows=128, keys=64, warps=8, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
-            dict(rows=32, keys=64, warps=4, stages=2), dict(rows=32, keys=64, warps=4, stages=3),
-            dict(rows=128, keys=128, warps=8, stages=2), dict(rows=64, keys=128, warps=8, stages=3)]
+TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
+           dict(rows=64, keys=32, warps=4, stages=3), dict(rows=128, keys=64, warps=8, stages=2),
+           dict(rows=128, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),
+           dict(rows=64, keys=128, warps=8, stages=3)]  # 8 warps on 64 rows x 64 keys ran 2x slower
+TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
+            dict(rows=32, keys=64, warps=4, stages=3), dict(rows=32, keys=64, warps=4, stages=4),
+            dict(rows=64, keys=128, warps=8, stages=2), dict(rows=64, keys=128, warps=8, stages=3),
+            dict(rows=64, keys=128, warps=8, stages=4), dict(rows=32, keys=128, warps=8, stages=3),
+            dict(rows=32, keys=128, warps=8, stages=4)]  # 8 warps on 64 keys, or 128 rows, ran 2x slower
 TUNE_SLC = [dict(warps=4, stages=2), dict(warps=4, stages=3), dict(warps=2, stages=2), dict(warps=2, stages=3),
             dict(warps=8, stages=3)]
 TUNE = {  # stage -> (settings dict, key, candidates)
@@ -201,11 +203,11 @@ TUNE = {  # stage -> (settings dict, key, candidates)
     "slc_attn": (triton_sparse.LAUNCH, "slc_fwd", TUNE_SLC),
     "win_attn": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
     "cmp_dq": (triton_band.LAUNCH, "cmp_dq", TUNE_DQ),
-    "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV for s in (2048, 8192)]),
+    "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV for s in (1024, 2048, 4096)]),
     "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),
     "slc_dkv": (triton_sparse.LAUNCH, "slc_dkv", [dict(c, chunk=ch) for c in (
-        dict(rows=64, warps=4, stages=2), dict(rows=64, warps=8, stages=2), dict(rows=64, warps=8, stages=3),
-        dict(rows=128, warps=8, stages=2)) for ch in (256, 1024)]),
+        dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3), dict(rows=32, warps=4, stages=3))
+        for ch in (1024, 4096)]),  # 8 warps ran 2x slower
     "win_dq": (triton_band.LAUNCH, "win_dq", TUNE_DQ),
     "win_dkv": (triton_band.LAUNCH, "win_dkv", [dict(c, seg=1 << 30) for c in TUNE_DKV]),
 }
