@@ -216,7 +216,9 @@ def _band_dkv_segment(
 
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
-# keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment).
+# keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment),
+# halved down to min_seg while the grid has fewer than min_programs programs (at short lengths
+# the compressed branch has few key tiles, and half its segments are empty: causal).
 # Chosen on the H200 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k;
 # results/tune_h200.log, and for the dk/dv kernels results/tune_h200_dkv.log).
 LAUNCH = {
@@ -224,8 +226,8 @@ LAUNCH = {
     "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
     "cmp_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "win_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
-    "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048},
-    "win_dkv": {"rows": 32, "keys": 64, "warps": 4, "stages": 3, "seg": 1 << 30},
+    "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048, "min_programs": 1024, "min_seg": 256},
+    "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
 }
 
 
@@ -272,7 +274,11 @@ def band_attn_bwd_dkv(q, k, v, do, lse, delta, band: Band, scale: float, dk_acc,
     if nk == 0:
         return
     cfg, bt, consts = _launch_args(q, k, v, band, "dkv")
-    seg = max(bt, min(cfg["seg"], seq) // bt * bt)
+    key_tiles = triton.cdiv(nk, cfg["keys"]) * bsz * k.shape[2]
+    seg = min(cfg["seg"], seq)
+    while seg // 2 >= cfg.get("min_seg", seq) and key_tiles * triton.cdiv(seq, seg) < cfg.get("min_programs", 0):
+        seg //= 2
+    seg = max(bt, seg // bt * bt)
     _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
         Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
         qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **kv_strides(k, v), **consts,

@@ -20,7 +20,7 @@ from nsa_bench.gate import _key_text, is_ok
 
 MODES = ("fwd", "bwd", "decode")
 COLORS = {"nsa": "tab:red", "full": "tab:blue", "fa2": "tab:blue", "cudnn": "tab:green", "ref": "tab:gray",
-          "fla": "tab:orange", "nsa:cuda_graph": "tab:purple", "fla:cuda_graph": "tab:brown"}
+          "fla": "tab:orange", "nsa_triton": "tab:olive", "nsa:cuda_graph": "tab:purple", "fla:cuda_graph": "tab:brown"}
 
 
 def pyplot():
@@ -82,10 +82,10 @@ def series(group: pd.DataFrame, mode: str, impl: str, column: str) -> pd.DataFra
 
 
 def main_impls(group: pd.DataFrame) -> list[str]:
-    """NSA, the peers (fla) and the reference, with their :cuda_graph variants: the rows whose
-    speedups the plot shows."""
+    """NSA, the peers (fla, nsa_triton) and the reference, with their :cuda_graph variants: the rows
+    whose speedups the plot shows."""
     impls = [str(i) for i in group["impl"].dropna().unique()]
-    return [i for i in impls if i.removesuffix(":cuda_graph") in ("nsa", "fla", "ref")]
+    return [i for i in impls if i.removesuffix(":cuda_graph") in ("nsa", "fla", "nsa_triton", "ref")]
 
 
 def stage_impls(group: pd.DataFrame, mode: str) -> list[str]:

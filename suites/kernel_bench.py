@@ -35,7 +35,7 @@ from nsa_bench.suites.kernel_cases import (
     stage_flops,
 )
 from nsa_bench.suites.kernel_check import tolerance
-from nsa_bench.suites.kernel_peers import fla_case
+from nsa_bench.suites.kernel_peers import fla_case, nsa_triton_case
 from nsa_bench.suites.kernel_spec import IMPLS, INTERPRET_SPEC, MODES, KernelBenchSpec
 from nsa_bench.timing import PeakMemory, Timing, time_calls
 
@@ -63,6 +63,8 @@ def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Cas
                          "bundled Triton NSA (nsa_attention) with mean-pool compression")
     if impl == "fla":
         return fla_case(spec, seq_len, mode)
+    if impl == "nsa_triton":
+        return nsa_triton_case(spec, seq_len, mode)
     if impl == "ref":
         if mode == "decode":
             raise Unsupported("the reference has no decode step")
@@ -164,7 +166,7 @@ def _counts(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int) -> tuple[
     p = spec.problem(seq_len, mode)
     if impl in ("fa2", "cudnn"):
         return full_attention_flops(p, mode), full_attention_bytes(p, mode), 1.0
-    if impl == "fla":  # its own compression and no window without flash_attn: NSA's counts do not apply
+    if impl in ("fla", "nsa_triton"):  # no window branch (fla: its own compression): NSA's counts do not apply
         return math.nan, math.nan, math.nan
     return nsa_flops(p, spec.nsa, mode), nsa_bytes(p, spec.nsa, mode), nsa_ceiling(p, spec.nsa, mode)
 

@@ -52,7 +52,7 @@ OPTIONS = (
     _nsa_override("slc_block", "l_sel"),
     _nsa_override("slc_count", "n"),
     _nsa_override("window", "w"),
-    Option("impl", "--impl", "Any of nsa,fa2,cudnn,fla (fla-core's parallel_nsa, extra 'peers'),ref (default: nsa,fa2,cudnn).", str, lambda spec: ",".join(spec.impls)),
+    Option("impl", "--impl", "Any of nsa,fa2,cudnn,fla (fla-core's parallel_nsa, extra 'peers'),nsa_triton (XunhaoLai's native-sparse-attention-triton),ref (default: nsa,fa2,cudnn).", str, lambda spec: ",".join(spec.impls)),
     Option("mode", "--mode", "Any of fwd,bwd,decode (default: fwd,bwd,decode).", str, lambda spec: ",".join(spec.modes)),
     Option("stages", "--stages/--no-stages", "Also time NSA's forward and backward stage by stage.", bool,
            lambda spec: spec.stages, True),

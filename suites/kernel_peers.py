@@ -1,5 +1,7 @@
 """Public NSA kernels users would otherwise pick, timed by `nsa-bench kernels` on the same inputs
-as the bundled NSA: fla-core's `parallel_nsa` (`--impl fla`; `pip install 'nsa-bench[peers]'`).
+as the bundled NSA: fla-core's `parallel_nsa` (`--impl fla`; `pip install 'nsa-bench[peers]'`) and
+XunhaoLai's native-sparse-attention-triton (`--impl nsa_triton`; not on the package index: install
+it from its repository).
 
 What a peer computes differently is said in the row's `impl_detail`; where it cannot run, the
 row's status says why (no CUDA GPU, not installed, a head layout it does not take)."""
@@ -10,6 +12,7 @@ import torch
 
 from nsa_bench.environment import flash_attn_importable
 from nsa_bench.results import Unsupported
+from nsa_bench.kernels import mean_pool_compress
 from nsa_bench.suites.kernel_cases import Case, nsa_inputs
 from nsa_bench.suites.kernel_spec import KernelBenchSpec
 from nsa_bench.timing import backward_call
@@ -57,3 +60,53 @@ def fla_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
         return Case(call, detail)
     used = ["q", "k", "v", "g_cmp", "g_slc"] + (["g_win"] if window else [])  # g_win is unused without a window
     return Case(backward_call(run(), [args[name] for name in used]), detail)
+
+
+def _nsa_triton_ops():
+    """compressed_attention and topk_sparse_attention of XunhaoLai's native-sparse-attention-triton;
+    Unsupported when the package does not import."""
+    try:
+        from native_sparse_attention.ops import compressed_attention, topk_sparse_attention
+    except ImportError:
+        raise Unsupported("native-sparse-attention-triton is not installed (pip install "
+                          "git+https://github.com/XunhaoLai/native-sparse-attention-triton)") from None
+    except Exception as error:  # noqa: BLE001 - it probes the GPU on import
+        raise Unsupported(f"native-sparse-attention-triton does not import here ({type(error).__name__}: {error})") from None
+    return compressed_attention, topk_sparse_attention
+
+
+def nsa_triton_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
+    """XunhaoLai's native-sparse-attention-triton: compressed attention (which also picks the
+    top-n blocks) and top-n sparse attention on the same q, k, v and mean-pooled k/v as the
+    bundled NSA, their outputs gated and summed in torch; it has no window branch."""
+    if mode == "decode":
+        raise Unsupported("native-sparse-attention-triton's decode needs its own KV cache; not timed")
+    if spec.interpret or spec.device.type != "cuda":
+        raise Unsupported("native-sparse-attention-triton needs a CUDA GPU")
+    compressed_attention, topk_sparse_attention = _nsa_triton_ops()
+    config = spec.nsa
+    detail = (f"XunhaoLai native-sparse-attention-triton: compressed_attention (l={config.cmp_block}/"
+              f"d={config.cmp_stride}, mean-pooled k/v as for nsa) with top-{config.slc_count} selection of "
+              f"{config.slc_block}-token blocks (1 initial, 2 local) and topk_sparse_attention, gated sum in torch; "
+              "no window branch")
+    args = nsa_inputs(spec, seq_len, spec.batch, requires_grad=mode == "bwd")
+    batch, n_cmp = spec.batch, config.num_cmp_blocks(seq_len)
+    starts = torch.arange(batch + 1, device=args["q"].device, dtype=torch.int32)
+    cu_q, cu_k = starts * seq_len, starts * n_cmp  # varlen sequence starts of q, k, v and of k/v compressed
+
+    def run():
+        flat = lambda t: t.reshape(batch * t.shape[1], *t.shape[2:])  # noqa: E731 - [B*T, H, d], varlen
+        q, k, v = flat(args["q"]), flat(args["k"]), flat(args["v"])
+        k_cmp, v_cmp = flat(mean_pool_compress(args["k"], config)), flat(mean_pool_compress(args["v"], config))
+        o_cmp, topk = compressed_attention(q, k_cmp, v_cmp, config.cmp_block, config.cmp_stride, config.slc_block,
+                                           config.slc_count, cu_q, cu_k, seq_len, n_cmp, init_blocks=1, local_blocks=2)
+        o_slc = topk_sparse_attention(q, k, v, topk, config.slc_block, cu_q)
+        gates = lambda name: flat(args[name]).unsqueeze(-1)  # noqa: E731
+        return (gates("g_cmp") * o_cmp + gates("g_slc") * o_slc).view(*args["q"].shape[:3], -1)
+
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                return run()
+        return Case(call, detail)
+    return Case(backward_call(run(), [args[name] for name in ("q", "k", "v", "g_cmp", "g_slc")]), detail)

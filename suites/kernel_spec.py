@@ -13,7 +13,7 @@ from nsa_bench.flops import Problem, parse_size
 from nsa_bench.kernels.config import NSAConfig
 from nsa_bench.suites.kernel_options import NSA_OVERRIDES, OPTIONS
 
-IMPLS = ("fa2", "cudnn", "nsa", "fla", "ref")  # also the order of a sweep: baselines first
+IMPLS = ("fa2", "cudnn", "nsa", "fla", "nsa_triton", "ref")  # also the order of a sweep: baselines first
 MODES = ("fwd", "bwd", "decode")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

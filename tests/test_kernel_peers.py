@@ -5,6 +5,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from nsa_bench.results import ResultWriter, Unsupported
 from nsa_bench.suites import kernel_bench as kb
@@ -70,3 +71,46 @@ def test_parallel_nsa_gets_the_configs_selection_and_no_window_without_flash_att
     assert "fla-core 0.6.0 parallel_nsa" in case.detail and "no window branch" in case.detail
     assert "not l=8/d=4" in case.detail
 
+
+
+def test_without_a_gpu_nsa_triton_rows_say_so(tmp_path):
+    rows = kb.run_sweep(_spec(impls=("nsa_triton",)), ResultWriter(tmp_path / "k.csv", metadata={}))
+    assert [(r["mode"], r["status"]) for r in rows] == [
+        ("fwd", "unsupported: native-sparse-attention-triton needs a CUDA GPU"),
+        ("bwd", "unsupported: native-sparse-attention-triton needs a CUDA GPU"),
+        ("decode", "unsupported: native-sparse-attention-triton's decode needs its own KV cache; not timed")]
+
+
+def test_nsa_triton_not_installed_says_where_to_get_it(on_cuda, monkeypatch):
+    monkeypatch.setitem(sys.modules, "native_sparse_attention", None)
+    with pytest.raises(Unsupported, match="pip install git\\+https://github.com/XunhaoLai/native-sparse-attention-triton"):
+        kp.nsa_triton_case(on_cuda, 128, "fwd")
+
+
+@pytest.mark.parametrize("mode", ["fwd", "bwd"])
+def test_nsa_triton_gets_varlen_inputs_the_config_and_the_compressed_kv(on_cuda, monkeypatch, mode):
+    calls = {}
+
+    def compressed_attention(q, k, v, kernel_size, kernel_stride, block_size, topk, cu_q, cu_k, max_q, max_k,
+                             init_blocks, local_blocks):
+        calls["cmp"] = (q.shape, k.shape, kernel_size, kernel_stride, block_size, topk, cu_q.tolist(), cu_k.tolist(),
+                        max_q, max_k, init_blocks, local_blocks)
+        return q * k.sum() + v.sum(), torch.zeros(1, q.shape[0], topk, dtype=torch.int32)
+
+    def topk_sparse_attention(q, k, v, topk_idx, block_size, cu_seqlens):
+        calls["slc"] = (q.shape, k.shape, topk_idx.shape, block_size, cu_seqlens.tolist())
+        return q * (k.sum() + v.sum())
+
+    ops = types.ModuleType("native_sparse_attention.ops")
+    ops.compressed_attention, ops.topk_sparse_attention = compressed_attention, topk_sparse_attention
+    monkeypatch.setitem(sys.modules, "native_sparse_attention", types.ModuleType("native_sparse_attention"))
+    monkeypatch.setitem(sys.modules, "native_sparse_attention.ops", ops)
+    case = kp.nsa_triton_case(on_cuda, 128, mode)
+    grads = case.call()
+    n_cmp = (128 - 8) // 4 + 1  # INTERPRET_SPEC's config 8/4/16/4/32
+    assert calls["cmp"] == ((128, 16, 16), (n_cmp, 1, 16), 8, 4, 16, 4, [0, 128], [0, n_cmp], 128, n_cmp, 1, 2)
+    assert calls["slc"] == ((128, 16, 16), (128, 1, 16), (1, 128, 4), 16, [0, 128])
+    assert "no window branch" in case.detail
+    if mode == "bwd":  # gradients reach q, k, v and the two gates it uses
+        assert [tuple(g.shape) for g in grads] == [(1, 128, 16, 16), (1, 128, 1, 16), (1, 128, 1, 16), (1, 128, 16),
+                                                   (1, 128, 16)]
