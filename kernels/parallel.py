@@ -22,7 +22,7 @@ import torch
 from .config import NSAConfig
 from .inputs import check_nsa_inputs
 from .triton_band import Band, band_attn_bwd_dkv, band_attn_bwd_dq, band_attn_fwd
-from .triton_common import token_major
+from .triton_common import new_output, token_major
 from .triton_gates import gate_grads, gated_sum
 from .triton_select import CHUNK_BLOCKS, select_blocks
 from .triton_sparse import block_token_index, slc_attn_bwd_dkv, slc_attn_bwd_dq, slc_attn_fwd
@@ -139,9 +139,12 @@ class NSAFunction(torch.autograd.Function):
 
 
 def _grad_buffers(p: _Prepared):
-    """fp32 gradient accumulators: one per distinct tensor, shared where branches share k/v."""
+    """Gradient buffers: fp32 accumulators, one per distinct tensor, shared where branches share
+    k/v ("q" is written whole by the first dq stage, so it is not zero-filled), and "dq", the
+    final dq in q's dtype (the last dq stage writes it)."""
     z = lambda t: torch.zeros(t.shape, dtype=torch.float32, device=t.device)  # noqa: E731
-    buf = {"q": z(p.q), "k": z(p.k), "v": z(p.v), "k_cmp": z(p.k_cmp), "v_cmp": z(p.v_cmp)}
+    buf = {"q": new_output(p.q.shape, torch.float32, p.q.device), "dq": new_output(p.q.shape, p.q.dtype, p.q.device),
+           "k": z(p.k), "v": z(p.v), "k_cmp": z(p.k_cmp), "v_cmp": z(p.v_cmp)}
     for name in ("k_slc", "v_slc", "k_win", "v_win"):
         own = getattr(p, name)
         buf[name] = z(own) if own is not None else buf[name[0]]
@@ -171,8 +174,10 @@ class _BackwardSteps:
 
     def cmp_dq(self):
         p = self.p
-        if p.k_cmp.shape[1] > 0:
+        if p.k_cmp.shape[1] > 0:  # the first dq stage: writes the accumulator whole
             band_attn_bwd_dq(*self._band(Band.compressed(p.config), p.k_cmp, p.v_cmp, 0), self.buf["q"])
+        else:
+            self.buf["q"].zero_()
 
     def cmp_dkv(self):
         p = self.p
@@ -185,7 +190,7 @@ class _BackwardSteps:
     def slc_dq(self):
         p = self.p
         slc_attn_bwd_dq(p.q, p.ks, p.vs, self.indices, self.do_branch[1], self.lse[1], self.delta[1], p.config,
-                        p.scale, self.buf["q"])
+                        p.scale, self.buf["q"], self.buf["q"])
 
     def slc_dkv(self):
         p = self.p
@@ -194,7 +199,7 @@ class _BackwardSteps:
 
     def win_dq(self):
         p = self.p
-        band_attn_bwd_dq(*self._band(Band.window(p.config), p.kw, p.vw, 2), self.buf["q"])
+        band_attn_bwd_dq(*self._band(Band.window(p.config), p.kw, p.vw, 2), self.buf["dq"], self.buf["q"])
 
     def win_dkv(self):
         p = self.p
@@ -211,7 +216,7 @@ def _backward(p: _Prepared, dout, o_cmp, o_slc, o_win, lse_cmp, lse_slc, lse_win
     buf = steps.buf
     cast = lambda name: buf[name].to(p.q.dtype)  # noqa: E731
     own = lambda name: cast(name) if getattr(p, name) is not None else None  # noqa: E731
-    return (cast("q"), cast("k"), cast("v"), cast("k_cmp"), cast("v_cmp"), dg_cmp, dg_slc, dg_win,
+    return (buf["dq"], cast("k"), cast("v"), cast("k_cmp"), cast("v_cmp"), dg_cmp, dg_slc, dg_win,
             own("k_slc"), own("v_slc"), own("k_win"), own("v_win"))
 
 
@@ -277,9 +282,11 @@ def nsa_backward_stages(
     compressed branch dq and dk_cmp/dv_cmp; the inverse (block -> tokens) index of the
     selection; selection branch dq and dk/dv; sliding-window dq and dk/dv.
 
-    The returned list's `grads` attribute is the dict of fp32 accumulators the stages add into
-    (all zero before the first stage runs): "q", "k", "v", "k_cmp", "v_cmp", and "k_slc",
-    "v_slc", "k_win", "v_win" (the same tensor as "k" or "v" where that branch shares them).
+    The returned list's `grads` attribute is the dict of gradient buffers the stages write: fp32
+    accumulators "k", "v", "k_cmp", "v_cmp", and "k_slc", "v_slc", "k_win", "v_win" (the same
+    tensor as "k" or "v" where that branch shares them), all zero before the first stage runs;
+    "q", the fp32 dq of the compressed and selection branches (cmp_dq writes it whole, slc_dq adds
+    to it); "dq", the whole dq in q's dtype (win_dq writes it: "q" plus the window's share).
     gate_grads returns (dg_cmp, dg_slc, dg_win). After each stage has run once, in order, these
     are the gradients of the forward (with the kernel's own selection) given dout.
     """

@@ -28,7 +28,7 @@ import triton.language as tl
 from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
-    softmax_state, softmax_update, store_softmax_result,
+    softmax_state, softmax_update, store_dq, store_softmax_result,
 )
 
 LOG2E = 1.4426950408889634
@@ -129,20 +129,19 @@ def _band_fwd_kernel(
 
 @triton.jit
 def _band_dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ, T, NK, qk_scale, sm_scale,
+    Q, K, V, DO, LSE, DELTA, DQ_IN, DQ_OUT, T, NK, qk_scale, sm_scale,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr,
     OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
-    """DQ (fp32, accumulated in place) += this branch's dq of BT tokens x the G query heads of
-    one KV head; DO is the branch's output gradient (gate * dO). Grid (cdiv(T, BT), B * H)."""
+    """DQ_OUT = DQ_IN (None: zero) + this branch's dq of BT tokens x the G query heads of one
+    KV head; DO is the branch's output gradient (gate * dO). Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
     b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    qmask = rmask[:, None] & (offk[None, :] < DK)  # [BM, BDK]
     q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
     hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
     dq = tl.zeros([BM, BDK], tl.float32)  # [BM, BDK]
@@ -154,8 +153,7 @@ def _band_dq_kernel(
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
         vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
         dq = dq_update(s, vis, k, v, do, lse, delta, dq, PREC)
-    ptrs = DQ + row[:, None] * DK + offk[None, :]  # [BM, BDK]
-    tl.store(ptrs, tl.load(ptrs, mask=qmask, other=0.0) + dq * sm_scale, mask=qmask)
+    store_dq(DQ_IN, DQ_OUT, row, rmask, offk, dq, sm_scale, DK)
 
 
 @triton.jit
@@ -256,13 +254,14 @@ def band_attn_fwd(q, k, v, band: Band, scale: float):
     return o, lse
 
 
-def band_attn_bwd_dq(q, k, v, do, lse, delta, band: Band, scale: float, dq_acc):
-    """dq_acc (fp32) += this branch's dq. do is the branch's output gradient (gate * dO of the
-    gated sum, contiguous); delta is rowsum(do * o_branch)."""
+def band_attn_bwd_dq(q, k, v, do, lse, delta, band: Band, scale: float, dq_out, dq_in=None):
+    """dq_out = dq_in + this branch's dq (dq_in None: the branch's dq alone; it may be dq_out;
+    dq_out fp32 or q's dtype). do is the branch's output gradient (gate * dO of the gated sum,
+    contiguous); delta is rowsum(do * o_branch)."""
     bsz, seq = q.shape[:2]
     _, bt, consts = _launch_args(q, k, v, band, "dq")
     _band_dq_kernel[(triton.cdiv(seq, bt), bsz * k.shape[2])](
-        Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq, NK=k.shape[1],
+        Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DQ_IN=dq_in, DQ_OUT=dq_out, T=seq, NK=k.shape[1],
         qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v), **consts,
     )
 

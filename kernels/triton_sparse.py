@@ -23,7 +23,7 @@ from .triton_band import LOG2E
 from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
-    softmax_state, softmax_update, store_softmax_result,
+    softmax_state, softmax_update, store_dq, store_softmax_result,
 )
 
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
@@ -88,18 +88,17 @@ def _slc_fwd_kernel(
 
 @triton.jit
 def _slc_dq_kernel(
-    Q, K, V, IDX, DO, LSE, DELTA, DQ, T, qk_scale, sm_scale,
+    Q, K, V, IDX, DO, LSE, DELTA, DQ_IN, DQ_OUT, T, qk_scale, sm_scale,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
 ):
-    """DQ (fp32, accumulated in place) += the selection branch's dq of one token x the G query
-    heads of one KV head. Grid (T, B * H)."""
+    """DQ_OUT = DQ_IN (None: zero) + the selection branch's dq of one token x the G query heads
+    of one KV head. Grid (T, B * H)."""
     t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
-    qmask = gmask[:, None] & (offk[None, :] < DK)  # [BG, BDK]
     q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, gmask, offk, offv, DK, DV)
     sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
     n_sel = tl.minimum(N, t // BS + 1)
@@ -110,8 +109,7 @@ def _slc_dq_kernel(
         v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
         dq = dq_update(s, kmask[None, :], k, v, do, lse, delta, dq, PREC)
-    ptrs = DQ + row[:, None] * DK + offk[None, :]  # [BG, BDK]
-    tl.store(ptrs, tl.load(ptrs, mask=qmask, other=0.0) + dq * sm_scale, mask=qmask)
+    store_dq(DQ_IN, DQ_OUT, row, gmask, offk, dq, sm_scale, DK)
 
 
 @triton.jit
@@ -207,14 +205,14 @@ def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = 
             counts.to(torch.int32), tokens, chunk)
 
 
-def slc_attn_bwd_dq(q, k, v, indices, do, lse, delta, config, scale: float, dq_acc):
-    """dq_acc (fp32) += the selection branch's dq (do its output gradient gate * dO, contiguous;
-    delta the rowsum of do * o_slc)."""
+def slc_attn_bwd_dq(q, k, v, indices, do, lse, delta, config, scale: float, dq_out, dq_in=None):
+    """dq_out = dq_in + the selection branch's dq (as band_attn_bwd_dq; do its output gradient
+    gate * dO, contiguous; delta the rowsum of do * o_slc)."""
     bsz, seq = q.shape[:2]
     h = k.shape[2]
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
-        Q=q, K=k, V=v, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ=dq_acc, T=seq,
+        Q=q, K=k, V=v, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ_IN=dq_in, DQ_OUT=dq_out, T=seq,
         qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v),
         **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )

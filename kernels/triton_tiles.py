@@ -99,6 +99,19 @@ def dq_update(s, vis, k, v, do, lse, delta, dq, PREC: tl.constexpr):
 
 
 @triton.jit
+def store_dq(DQ_IN, DQ_OUT, row, rmask, offk, dq, sm_scale, DK: tl.constexpr):
+    """DQ_OUT[row] = DQ_IN[row] + dq * sm_scale, in DQ_OUT's dtype (the fp32 accumulator, or q's
+    dtype for the last branch: no separate cast). DQ_IN None (the first branch): dq * sm_scale
+    alone, so the accumulator needs no zero fill and is not read."""
+    mask = rmask[:, None] & (offk[None, :] < DK)  # [BM, BDK]
+    offs = row[:, None] * DK + offk[None, :]  # [BM, BDK]
+    dq = dq * sm_scale  # [BM, BDK]
+    if DQ_IN is not None:
+        dq += tl.load(DQ_IN + offs, mask=mask, other=0.0)
+    tl.store(DQ_OUT + offs, dq.to(DQ_OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def key_grad_tile(K, V, b, h, kk, NK, s_k_t, s_k_h, s_v_t, s_v_h, H: tl.constexpr, BN: tl.constexpr,
                   DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr):
     """A tile of keys kk [BN] (of NK per batch and KV head) that a dK/dV program owns: key rows

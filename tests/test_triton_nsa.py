@@ -126,7 +126,8 @@ def test_backward_stages_match_autograd(dtype, separate):
     assert [name for name, _ in stages] == [
         "gate_grads", "cmp_dq", "cmp_dkv", "slc_index", "slc_dq", "slc_dkv", "win_dq", "win_dkv"]
     buf = stages.grads
-    assert all(not t.any() for t in buf.values()), "accumulators must start at zero"
+    assert all(not buf[n].any() for n in buf if n not in ("q", "dq")), "accumulators must start at zero"
+    assert buf["q"].isnan().all() and buf["dq"].isnan().all(), "dq buffers start poisoned: cmp_dq/win_dq write them whole"
     x64 = as_float64(x)
     total = branch_grads(x64, config, dout, indices, ("cmp", "slc", "win"))
     share = {b: branch_grads(x64, config, dout, indices, (b,)) for b in BRANCH_GATES}
@@ -155,7 +156,8 @@ def test_backward_stages_match_autograd(dtype, separate):
     check("slc_dkv", "k_slc", share["slc"][kv("slc", "k")])
     check("slc_dkv", "v_slc", share["slc"][kv("slc", "v")])
     run["win_dq"]()
-    check("win_dq", "q", total["q"])
+    check("win_dq", "dq", total["q"])
+    check("win_dq", "q", share["cmp"]["q"] + share["slc"]["q"])  # the accumulator is only read
     run["win_dkv"]()
     for name in ("k_win", "v_win", "k_slc", "v_slc"):  # the window's share is in, the selection's kept
         check("win_dkv", name, total[kv(name[2:], name[0])])
