@@ -203,7 +203,7 @@ def _kernels(
     import torch
 
     try:
-        from nsa_bench.suites.kernel_bench import run_kernel_bench
+        from nsa_bench.suites.kernel_bench import DeviceLost, run_kernel_bench
         from nsa_bench.suites.kernel_spec import spec_from_options
     except ImportError as error:  # e.g. a kernels package that does not import here
         raise UsageError(f"nsa-bench kernels cannot import its code: {error}") from None
@@ -211,7 +211,11 @@ def _kernels(
     spec, command = spec_from_options(interpret=interpret, out=out, reports=reports, tag=tag, **options)
     if not interpret and not torch.cuda.is_available():  # after the options, so a bad one is named first
         raise UsageError("nsa-bench kernels needs a CUDA GPU; use --interpret for a CPU smoke run")
-    run_kernel_bench(spec, out, reports, tag, command=command, force=force)
+    try:
+        run_kernel_bench(spec, out, reports, tag, command=command, force=force)
+    except DeviceLost as lost:  # a sticky CUDA error: one line, exit 1
+        typer.echo(f"nsa-bench kernels: {lost}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _with_spec_options(command):

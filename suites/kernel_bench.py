@@ -77,11 +77,23 @@ def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Cas
 
 # ---- measuring -----------------------------------------------------------------------------------
 
+class DeviceLost(RuntimeError):
+    """The GPU's context is unusable after a case failed (an illegal memory access is sticky):
+    nothing more can run in this process. `row` is the failed case's row, when known."""
+
+    def __init__(self, status: str, row: dict | None = None):
+        super().__init__(status)
+        self.status, self.row = status, row
+
+
 def release_memory() -> None:
-    """Drop what a failed or finished measurement left behind."""
+    """Drop what a failed or finished measurement left behind; DeviceLost when the GPU cannot."""
     gc.collect()
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.empty_cache()
+        except Exception as error:  # noqa: BLE001 - a sticky CUDA error: every later call fails the same way
+            raise DeviceLost(status_of(error)) from None
 
 
 def guarded(work: Callable[[], object]) -> tuple[str, object]:
@@ -90,7 +102,10 @@ def guarded(work: Callable[[], object]) -> tuple[str, object]:
         return "ok", work()
     except Exception as error:  # noqa: BLE001 - every failure becomes a row (OOM included)
         status = status_of(error)
-    release_memory()
+    try:
+        release_memory()
+    except DeviceLost:  # the failure took the GPU with it: its row keeps the failure's status
+        raise DeviceLost(status) from None
     return status, None
 
 
@@ -155,7 +170,11 @@ def fill_speedups(row: dict, baseline_ms: dict[str, float], suffix: str = "") ->
 
 def _timed_row(spec, impl, mode, seq_len, case_builder) -> dict:
     row = empty_row(spec, impl, mode, seq_len)
-    status, detail, timing, peak = measure(case_builder, spec)
+    try:
+        status, detail, timing, peak = measure(case_builder, spec)
+    except DeviceLost as lost:
+        row.update(status=lost.status)
+        raise DeviceLost(lost.status, row) from None
     row.update(status=status, impl_detail=detail, peak_mem_gb=math.nan if peak is None else peak)
     if timing is not None:
         row.update(ms=timing.ms, ms_p20=timing.ms_p20, ms_p80=timing.ms_p80, repeats=timing.repeats)
@@ -176,7 +195,10 @@ def sweep_rows(spec: KernelBenchSpec, seq_len: int, mode: str):
     baseline_ms: dict[str, float] = {}
     impls = [i for i in IMPLS if i in spec.impls]
     for impl in impls:
-        check = _check_first(spec, seq_len, mode) if impl == "nsa" else None
+        try:
+            check = _check_first(spec, seq_len, mode) if impl == "nsa" else None
+        except DeviceLost as lost:  # the check failed and took the GPU with it: the case's row says so
+            raise DeviceLost(lost.status, {**empty_row(spec, impl, mode, seq_len), "status": lost.status}) from None
         row = _timed_row(spec, impl, mode, seq_len, lambda impl=impl: build_case(impl, spec, seq_len, mode))
         if check is not None and row["status"] == "ok":
             _record_check(spec, mode, row, *check)
@@ -254,12 +276,21 @@ def run_sweep(spec: KernelBenchSpec, writer, on_row: Callable[[dict], None] = la
     """Measure everything the spec asks for; write each row through `writer` as it is done."""
     spec.validate()
     rows = []
-    for seq_len in spec.seq_lens:
-        for mode in [m for m in MODES if m in spec.modes]:
-            for row in sweep_rows(spec, seq_len, mode):
-                writer.write(row)
-                rows.append(row)
-                on_row(row)
+
+    def record(row: dict) -> None:
+        writer.write(row)
+        rows.append(row)
+        on_row(row)
+
+    try:
+        for seq_len in spec.seq_lens:
+            for mode in [m for m in MODES if m in spec.modes]:
+                for row in sweep_rows(spec, seq_len, mode):
+                    record(row)
+    except DeviceLost as lost:  # the failed case's row is written; nothing after it can run
+        if lost.row is not None:
+            record(lost.row)
+        raise
     return rows
 
 
@@ -370,7 +401,12 @@ def run_kernel_bench(spec: KernelBenchSpec, out_dir: str | Path, reports_dir: st
                 ms = "" if math.isnan(row["ms"]) else f" {row['ms']:.4g} ms"
                 console.print(line + ms, highlight=False)
 
-        rows = run_sweep(spec, writer, on_row)
+        try:
+            rows = run_sweep(spec, writer, on_row)
+        except DeviceLost as lost:
+            where = f"{lost.row['impl']} {lost.row['mode']} T={lost.row['seq_len']}" if lost.row else "a case"
+            raise DeviceLost(f"the GPU failed in {where} ({lost.status}) and can run nothing more in this process; "
+                             f"the sweep stopped, its rows so far are in {csv_path}", lost.row) from None
         progress.update(task, total=len(rows), completed=len(rows), description="kernels: done")
     wide = Console(file=console.file, width=max(console.width, 110))  # never elide numbers
     wide.print(_summary_table(rows))

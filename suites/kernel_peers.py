@@ -83,6 +83,9 @@ def nsa_triton_case(spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
         raise Unsupported("native-sparse-attention-triton's decode needs its own KV cache; not timed")
     if spec.interpret or spec.device.type != "cuda":
         raise Unsupported("native-sparse-attention-triton needs a CUDA GPU")
+    elements = spec.batch * seq_len * spec.q_heads * max(spec.dk, spec.dv)
+    if elements >= 2**31:  # at T=256k, 64 heads, d=128 it hit an illegal memory access on the H200
+        raise Unsupported(f"native-sparse-attention-triton's kernels use 32-bit offsets: q has {elements} >= 2^31 elements")
     compressed_attention, topk_sparse_attention = _nsa_triton_ops()
     config = spec.nsa
     detail = (f"XunhaoLai native-sparse-attention-triton: compressed_attention (l={config.cmp_block}/"

@@ -276,6 +276,30 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch, error
     assert len(saved) == 4 and set(kb.COLUMNS) <= set(saved.columns) and (saved["gpu"] == "test").all()
 
 
+def test_a_lost_gpu_writes_the_failed_row_and_stops_the_sweep(tmp_path, monkeypatch):
+    """An illegal memory access is sticky: after it every CUDA call fails, so the failed case's
+    row is written and the sweep stops with DeviceLost instead of a traceback per row."""
+    lost = []
+
+    def failing(*args, **kwargs):
+        lost.append(True)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def empty_cache():
+        if lost:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(kernels, "nsa_attention", failing)
+    monkeypatch.setattr(kb.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kb.torch.cuda, "empty_cache", empty_cache)
+    with pytest.raises(kb.DeviceLost, match="illegal memory access") as raised:
+        kb.run_sweep(_tiny_spec(), ResultWriter(tmp_path / "k.csv", metadata={}))
+    assert raised.value.row["impl"] == "nsa" and raised.value.row["mode"] == "fwd"
+    saved = pd.read_csv(tmp_path / "k.csv")
+    assert list(saved["impl"]) == ["fa2", "nsa"] and saved["status"].iloc[1].startswith(
+        "error: RuntimeError: CUDA error: an illegal memory access")
+
+
 def test_a_wrong_kernel_is_flagged_but_still_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(kernels, "nsa_attention", lambda *a, **kw: nsa_attention_ref(*a, **kw) * 1.5)
     rows = kb.run_sweep(_tiny_spec(modes=("fwd",)), ResultWriter(tmp_path / "k.csv", metadata={}))

@@ -114,3 +114,10 @@ def test_nsa_triton_gets_varlen_inputs_the_config_and_the_compressed_kv(on_cuda,
     if mode == "bwd":  # gradients reach q, k, v and the two gates it uses
         assert [tuple(g.shape) for g in grads] == [(1, 128, 16, 16), (1, 128, 1, 16), (1, 128, 1, 16), (1, 128, 16),
                                                    (1, 128, 16)]
+
+
+def test_nsa_triton_past_32_bit_offsets_is_unsupported(on_cuda):
+    """Its kernels index q with 32-bit offsets (an illegal memory access at T=256k, 64 heads,
+    d=128): from 2^31 elements of q the row says so instead of crashing the sweep."""
+    with pytest.raises(Unsupported, match=r"32-bit offsets: q has 2147483648 >= 2\^31 elements"):
+        kp.nsa_triton_case(on_cuda, 2**31 // (16 * 16), "bwd")
