@@ -105,8 +105,7 @@ def _band_fwd_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
     """O and LSE of BT tokens x the G query heads of one KV head. Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
@@ -133,8 +132,7 @@ def _band_dq_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
+    BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
     """DQ_OUT = DQ_IN (None: zero) + this branch's dq of BT tokens x the G query heads of one
     KV head; DO is the branch's output gradient (gate * dO). Grid (cdiv(T, BT), B * H)."""
@@ -158,12 +156,11 @@ def _band_dq_kernel(
 
 @triton.jit
 def _band_dkv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
+    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, SEG, qk_scale, sm_scale,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr, SEG,
+    BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
     """DK_ACC/DV_ACC (fp32) += this branch's dk/dv of one tile of BN keys, from one segment of
     SEG query tokens; segments of one tile meet through fp32 atomic adds.
@@ -179,38 +176,23 @@ def _band_dkv_kernel(
     else:
         t_end = T
     t_end = tl.minimum(t_end, t_start + SEG)
-    if t_start < t_end:
-        _band_dkv_segment(Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale,
-                          b, h, i0, t_start, t_end, s_k_t, s_k_h, s_v_t, s_v_h,
-                          HQ, H, G, DK, DV, BDK, BDV, BT, BN, OFF, STRIDE, WIN, PREC)
-
-
-@triton.jit
-def _band_dkv_segment(
-    Q, K, V, DO, LSE, DELTA, DK_ACC, DV_ACC, T, NK, qk_scale, sm_scale, b, h, i0, t_start, t_end,
-    s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
-    HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
-    DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BT: tl.constexpr, BN: tl.constexpr,
-    OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
-):
-    """_band_dkv_kernel's work once its segment t_start..t_end is known to be non-empty."""
-    BM: tl.constexpr = BT * G
-    kk = i0 + tl.arange(0, BN)  # [BN]
-    krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kk, NK, s_k_t, s_k_h, s_v_t, s_v_h,
-                                                          H, BN, DK, DV, BDK, BDV)
-    r = tl.arange(0, BM)
-    for t0 in range(t_start, t_end, BT):
-        t = t0 + r // G  # [BM]
-        rmask = t < T  # [BM]
-        row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
-        q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
-        hi = _band_hi(t, OFF, STRIDE)  # [BM]
-        lo = _band_lo(hi, WIN)  # [BM]
-        st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BN, BM]
-        vis = (kk[:, None] <= hi[None, :]) & (kk[:, None] >= lo[None, :]) & rmask[None, :]  # [BN, BM]
-        dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
-    add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
+    if t_start < t_end:  # the segment sees this tile's keys
+        BM: tl.constexpr = BT * G
+        kk = i0 + tl.arange(0, BN)  # [BN]
+        krow, kmask, offk, offv, k, v, dk, dv = key_grad_tile(K, V, b, h, kk, NK, s_k_t, s_k_h, s_v_t, s_v_h,
+                                                              H, BN, DK, DV, BDK, BDV)
+        r = tl.arange(0, BM)
+        for t0 in range(t_start, t_end, BT):
+            t = t0 + r // G  # [BM]
+            rmask = t < T  # [BM]
+            row = (b * T + t).to(tl.int64) * HQ + h * G + r % G  # [BM]
+            q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, rmask, offk, offv, DK, DV)
+            hi = _band_hi(t, OFF, STRIDE)  # [BM]
+            lo = _band_lo(hi, WIN)  # [BM]
+            st = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale  # [BN, BM]
+            vis = (kk[:, None] <= hi[None, :]) & (kk[:, None] >= lo[None, :]) & rmask[None, :]  # [BN, BM]
+            dk, dv = dkv_update(st, vis, v, q, do, lse, delta, dk, dv, PREC)
+        add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
 
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
