@@ -207,6 +207,9 @@ LAUNCH = {
     "cmp_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "win_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048, "min_programs": 1024, "min_seg": 256},
+    # head dims above 128: the tiles above need more shared memory than sm_90 has (dk=192: 246784
+    # bytes > 232448), so these take the settings tuned before (64 keys, 4 warps, 2 stages)
+    "cmp_dkv_wide": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 2048, "min_programs": 1024, "min_seg": 256},
     "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
 }
 
@@ -215,7 +218,9 @@ def _launch_args(q, k, v, band: Band, kind: str):
     """(launch settings, tokens per program BT, the kernels' shared constexpr arguments)."""
     hq, dk = q.shape[2], q.shape[3]
     h, dv = k.shape[2], v.shape[3]
-    cfg = LAUNCH[f"{band.name}_{kind}"]
+    key = f"{band.name}_{kind}"
+    wide = f"{key}_wide" if max(next_pow2(dk), next_pow2(dv)) > 128 else key
+    cfg = LAUNCH.get(wide, LAUNCH[key])
     bt = max(1, cfg["rows"] // (hq // h))  # tokens * G = rows, at least one token
     consts = dict(HQ=hq, H=h, G=hq // h, DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv), BT=bt,
                   BN=cfg["keys"], OFF=band.off, STRIDE=band.stride, WIN=band.win, PREC=dot_precision(q.dtype),

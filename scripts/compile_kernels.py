@@ -30,12 +30,17 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime import driver  # noqa: E402
 
 PAPER = "32/16/64/16/512"
-# case, dtype, NSA config, B, T, query heads, KV heads, d, separate k/v per branch (decode: no grad)
+# case, dtype, NSA config, B, T, query heads, KV heads, (dk, dv), separate k/v per branch (decode: no
+# grad); the head dims of scripts/gpu_check_kernels.py's checks, so each launch setting they take compiles here
 CASES = [
-    ("fwd+bwd paper", torch.bfloat16, PAPER, 1, 4096, 64, 4, 128, False),
-    ("fwd+bwd G=16 d=64 separate", torch.float16, PAPER, 1, 4096, 16, 1, 64, True),
-    ("decode paper", torch.bfloat16, PAPER, 2, 8192, 64, 4, 128, False),
+    ("fwd+bwd paper", torch.bfloat16, PAPER, 1, 4096, 64, 4, (128, 128), False),
+    ("fwd+bwd G=16 d=64 separate", torch.float16, PAPER, 1, 4096, 16, 1, (64, 64), True),
+    ("fwd+bwd G=2 dk=192 separate", torch.bfloat16, PAPER, 1, 2053, 16, 8, (192, 128), True),
+    ("fwd+bwd G=8 dk=64 dv=128", torch.bfloat16, PAPER, 1, 5000, 16, 2, (64, 128), False),
+    ("fwd+bwd G=1 dv=64", torch.bfloat16, PAPER, 1, 3001, 8, 8, (128, 64), False),
+    ("decode paper", torch.bfloat16, PAPER, 2, 8192, 64, 4, (128, 128), False),
 ]
+SHARED_LIMIT = {90: 232448, 80: 166912}  # bytes of shared memory one block may use (sm_90: 227 KiB)
 
 
 class StandInDriver:
@@ -96,23 +101,25 @@ def compile_hook(target, write, case: list):
     return hook
 
 
-def run_case(name, dtype, config, batch, seq, q_heads, kv_heads, d, separate):
+def run_case(name, dtype, config, batch, seq, q_heads, kv_heads, dims, separate):
     """Call the public kernels once on CPU tensors (the hook compiles instead of launching)."""
     from nsa_bench.kernels import NSAConfig, nsa_attention, nsa_decode
     from nsa_bench.kernels.decode import make_decode_problem
 
     cfg = NSAConfig.parse(config)
+    dk, dv = dims
     if name.startswith("decode"):
-        q, cache, gates = make_decode_problem(batch, seq, q_heads, kv_heads, d, d, cfg, dtype, "cpu")
+        q, cache, gates = make_decode_problem(batch, seq, q_heads, kv_heads, dk, dv, cfg, dtype, "cpu")
         nsa_decode(q, cache, *gates)
         return
     gen = torch.Generator().manual_seed(0)
     rnd = lambda *s: torch.randn(*s, generator=gen).to(dtype).requires_grad_()  # noqa: E731
     n_cmp = cfg.num_cmp_blocks(seq)
-    args = [rnd(batch, seq, q_heads, d), rnd(batch, seq, kv_heads, d), rnd(batch, seq, kv_heads, d),
-            rnd(batch, n_cmp, kv_heads, d), rnd(batch, n_cmp, kv_heads, d)]
+    args = [rnd(batch, seq, q_heads, dk), rnd(batch, seq, kv_heads, dk), rnd(batch, seq, kv_heads, dv),
+            rnd(batch, n_cmp, kv_heads, dk), rnd(batch, n_cmp, kv_heads, dv)]
     args += [rnd(batch, seq, q_heads) for _ in range(3)]  # gates
-    branch = {n: rnd(batch, seq, kv_heads, d) for n in ("k_slc", "v_slc", "k_win", "v_win")} if separate else {}
+    branch = {n: rnd(batch, seq, kv_heads, dk if n[0] == "k" else dv)
+              for n in ("k_slc", "v_slc", "k_win", "v_win")} if separate else {}
     out = nsa_attention(*args, cfg, **branch)
     out.backward(torch.ones_like(out))
 
@@ -137,17 +144,27 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
 
+        limit = SHARED_LIMIT.get(args.arch)
+        over = []
+
         def write(row):
             writer.writerow(row)
             f.flush()
+            too_much = limit is not None and row["shared_bytes"] > limit
+            if too_much:
+                over.append(row)
             print(f"{row['case']:28s} {row['stage']:14s} {row['kernel']:22s} regs {row['regs']:3d}  "
-                  f"stack {row['stack_bytes']:4d} B  shared {row['shared_bytes']:6d} B", flush=True)
+                  f"stack {row['stack_bytes']:4d} B  shared {row['shared_bytes']:6d} B"
+                  + (f"  OVER the sm_{args.arch} limit of {limit} B" if too_much else ""), flush=True)
 
         case: list = [None]
         knobs.runtime.jit_cache_hook = compile_hook(target, write, case)
         for spec in CASES:
             case[0] = spec[0]
             run_case(*spec)
+    if over:
+        print(f"compile_kernels: {len(over)} launches need more shared memory than sm_{args.arch} has", file=sys.stderr)
+        return 1
     return 0
 
 

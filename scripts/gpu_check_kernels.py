@@ -34,7 +34,7 @@ from nsa_bench.kernels import NSAConfig, mean_pool_compress, nsa_attention, nsa_
 from nsa_bench.kernels import triton_band, triton_common, triton_gates, triton_select, triton_sparse
 from nsa_bench.kernels.parallel import nsa_attention_with_indices, nsa_backward_stages
 from nsa_bench.kernels.reference_rows import nsa_rows_ref
-from nsa_bench.results import ResultWriter
+from nsa_bench.results import ResultWriter, status_of
 from nsa_bench.suites.kernel_check import rel_err, tolerance
 from nsa_bench.timing import backward_call, time_calls
 
@@ -383,8 +383,10 @@ def main() -> int:
                 continue
             try:
                 all_ok &= run_check(writer, *check, dtype)
-            except torch.OutOfMemoryError as e:
-                print(f"check {check[0]} OOM: {str(e).splitlines()[0]}", flush=True)
+            except Exception as e:  # noqa: BLE001 - OOM, out of shared memory, ...: a failed check, the others go on
+                print(f"check {check[0]:14s} {str(dtype):15s} FAIL {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+                writer.write({"kind": "check", "name": check[0], "dtype": str(dtype).split(".")[-1], "passed": False,
+                              "status": status_of(e)})
                 all_ok = False
             torch.cuda.empty_cache()
     summary = []
