@@ -209,7 +209,8 @@ LAUNCH = {
     "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048, "min_programs": 1024, "min_seg": 256},
     # head dims above 128: the tiles above need more shared memory than sm_90 has (dk=192: 246784
     # bytes > 232448), so these take the settings tuned before (64 keys, 4 warps, 2 stages)
-    "cmp_dkv_wide": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 2048, "min_programs": 1024, "min_seg": 256},
+    "cmp_dkv_wide": {"rows": 64, "keys": 64, "warps": 4, "stages": 2,
+                     "seg": 2048, "min_programs": 1024, "min_seg": 256},
     "win_dkv": {"rows": 64, "keys": 64, "warps": 4, "stages": 2, "seg": 1 << 30},
 }
 
@@ -260,12 +261,12 @@ def band_attn_bwd_dkv(q, k, v, do, lse, delta, band: Band, scale: float, dk_acc,
     if nk == 0:
         return
     cfg, bt, consts = _launch_args(q, k, v, band, "dkv")
-    key_tiles = triton.cdiv(nk, cfg["keys"]) * bsz * k.shape[2]
+    tiles, heads = triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2]
     seg = min(cfg["seg"], seq)
-    while seg // 2 >= cfg.get("min_seg", seq) and key_tiles * triton.cdiv(seq, seg) < cfg.get("min_programs", 0):
+    while seg // 2 >= cfg.get("min_seg", seq) and tiles * heads * triton.cdiv(seq, seg) < cfg.get("min_programs", 0):
         seg //= 2
     seg = max(bt, seg // bt * bt)
-    _band_dkv_kernel[(triton.cdiv(nk, cfg["keys"]), bsz * k.shape[2], triton.cdiv(seq, seg))](
+    _band_dkv_kernel[(tiles, heads, triton.cdiv(seq, seg))](
         Q=q, K=k, V=v, DO=do, LSE=lse, DELTA=delta, DK_ACC=dk_acc, DV_ACC=dv_acc, T=seq, NK=nk,
         qk_scale=scale * LOG2E, sm_scale=scale, SEG=seg, **kv_strides(k, v), **consts,
     )

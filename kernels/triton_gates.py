@@ -13,7 +13,6 @@ import triton
 import triton.language as tl
 
 from .triton_common import new_output, next_pow2
-from .triton_tiles import gate_offsets
 
 ROWS = 32  # rows per program
 
@@ -32,9 +31,15 @@ def _gate_rows(NROWS, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr):
 
 
 @triton.jit
+def _gate_offsets(row, HQ: tl.constexpr, s_g_t):
+    """Element offsets of flat rows row = token * HQ + head in a [B, T, HQ] gate with token stride s_g_t."""
+    return row // HQ * s_g_t + row % HQ
+
+
+@triton.jit
 def _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ: tl.constexpr):
     """The three gates (equal strides, token stride s_g_t) of the rows, fp32 [BR] each."""
-    goff = gate_offsets(rows, HQ, s_g_t)  # [BR]
+    goff = _gate_offsets(rows, HQ, s_g_t)  # [BR]
     gc = tl.load(GC + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]
     gs = tl.load(GS + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]
     gw = tl.load(GW + goff, mask=rmask, other=0.0).to(tl.float32)  # [BR]

@@ -3,9 +3,9 @@
 Names in the shape comments: BM query rows of a program's tile (tokens x query heads, padded),
 BN keys of a key tile, BDK / BDV the head dims padded to a power of two. Rows of q, o, dO, lse
 and delta are flat indices into token-major [B*T*HQ, d] tensors; key rows into [B*NK*H, d] for
-the gradient accumulators. Keys, values and gates are read through strides (a token stride s_t
-and, for keys and values, a head stride s_h; the batch stride is NK * s_t), so slices of a
-wider tensor, like the model's per-branch k/v, are read in place. All softmax arithmetic is
+the gradient accumulators. Keys and values are read through strides (a token stride s_t and a
+head stride s_h; the batch stride is NK * s_t), so slices of a wider tensor, like the model's
+per-branch k/v, are read in place. All softmax arithmetic is
 base 2 (scores times scale * log2 e).
 """
 
@@ -32,12 +32,6 @@ def kv_offsets(b, kk, NK, h, s_t, s_h):
     written as ((token * s_t/s_h) + h) * s_h, the contiguous case's ((token * H) + h) * d, which
     compiles to the same registers as before strides were taken)."""
     return ((b * NK + kk).to(tl.int64) * (s_t // s_h) + h) * s_h
-
-
-@triton.jit
-def gate_offsets(row, HQ: tl.constexpr, s_g_t):
-    """Element offsets of flat query rows row = token * HQ + head in a [B, T, HQ] gate with token stride s_g_t."""
-    return row // HQ * s_g_t + row % HQ
 
 
 @triton.jit

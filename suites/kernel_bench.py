@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -168,13 +169,19 @@ def fill_speedups(row: dict, baseline_ms: dict[str, float], suffix: str = "") ->
     return row
 
 
+@contextmanager
+def _case_row_on_loss(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int):
+    """A DeviceLost raised inside leaves with the row of the case it hit (impl, mode, length)."""
+    try:
+        yield
+    except DeviceLost as lost:
+        raise DeviceLost(lost.status, {**empty_row(spec, impl, mode, seq_len), "status": lost.status}) from None
+
+
 def _timed_row(spec, impl, mode, seq_len, case_builder) -> dict:
     row = empty_row(spec, impl, mode, seq_len)
-    try:
+    with _case_row_on_loss(spec, impl, mode, seq_len):
         status, detail, timing, peak = measure(case_builder, spec)
-    except DeviceLost as lost:
-        row.update(status=lost.status)
-        raise DeviceLost(lost.status, row) from None
     row.update(status=status, impl_detail=detail, peak_mem_gb=math.nan if peak is None else peak)
     if timing is not None:
         row.update(ms=timing.ms, ms_p20=timing.ms_p20, ms_p80=timing.ms_p80, repeats=timing.repeats)
@@ -195,10 +202,8 @@ def sweep_rows(spec: KernelBenchSpec, seq_len: int, mode: str):
     baseline_ms: dict[str, float] = {}
     impls = [i for i in IMPLS if i in spec.impls]
     for impl in impls:
-        try:
+        with _case_row_on_loss(spec, impl, mode, seq_len):
             check = _check_first(spec, seq_len, mode) if impl == "nsa" else None
-        except DeviceLost as lost:  # the check failed and took the GPU with it: the case's row says so
-            raise DeviceLost(lost.status, {**empty_row(spec, impl, mode, seq_len), "status": lost.status}) from None
         row = _timed_row(spec, impl, mode, seq_len, lambda impl=impl: build_case(impl, spec, seq_len, mode))
         if check is not None and row["status"] == "ok":
             _record_check(spec, mode, row, *check)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from nsa_bench.environment import flash_attn_importable
-from nsa_bench.results import Unsupported
 from nsa_bench.kernels import mean_pool_compress
+from nsa_bench.results import Unsupported
 from nsa_bench.suites.kernel_cases import Case, nsa_inputs
 from nsa_bench.suites.kernel_spec import KernelBenchSpec
 from nsa_bench.timing import backward_call
