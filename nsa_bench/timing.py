@@ -3,7 +3,8 @@
 Method (the one triton.testing.do_bench uses, with counts instead of milliseconds):
 - `warmup` untimed calls first (compilation, autotuning, allocator warm-up).
 - Then `repeats` timed calls; before each, a 256 MiB buffer is zeroed so the L2 cache holds none
-  of the inputs, and a CUDA event pair brackets the call alone. Times are read after one final
+  of the inputs (flush="write"; "read" reads the buffer instead, leaving the L2 full of clean
+  lines, and "none" skips the flush), and a CUDA event pair brackets the call alone. Times are read after one final
   synchronisation, so the host never stalls the queue between calls.
 - On a CPU (the Triton interpreter smoke run) `time.perf_counter` brackets each call instead.
 
@@ -43,26 +44,39 @@ def summarize(times_ms: Sequence[float]) -> Timing:
     return Timing(ms=float(p50), ms_p20=float(p20), ms_p80=float(p80), repeats=len(arr))
 
 
+FLUSH_MODES = ("write", "read", "none")
+
+
 class _L2Flusher:
-    """Overwrites a buffer larger than the L2 cache (lazily allocated, reused)."""
+    """Evicts the L2 cache by writing (zeroing) or reading a buffer larger than it (lazily
+    allocated, reused). A write leaves the L2 full of dirty lines, which the next kernel writes
+    back to memory as it misses; a read leaves clean lines."""
 
     def __init__(self) -> None:
         self._buffers: dict[torch.device, torch.Tensor] = {}
 
-    def __call__(self, device: torch.device) -> None:
+    def __call__(self, device: torch.device, mode: str = "write") -> None:
+        if mode == "none":
+            return
         buf = self._buffers.get(device)
         if buf is None:
-            buf = self._buffers[device] = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device)
-        buf.zero_()
+            buf = self._buffers[device] = torch.zeros(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+        if mode == "write":
+            buf.zero_()
+        else:
+            buf.max()
 
 
 _flush_l2 = _L2Flusher()
 
 
-def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int, device: torch.device | str) -> Timing:
+def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int, device: torch.device | str,
+               flush: str = "write") -> Timing:
     """Time fn() after `warmup` untimed calls (see the module docstring for the method)."""
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")
+    if flush not in FLUSH_MODES:
+        raise ValueError(f"flush must be one of {FLUSH_MODES}, got {flush!r}")
     device = torch.device(device)
     for _ in range(warmup):
         fn()
@@ -76,7 +90,7 @@ def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int, device: t
     torch.cuda.synchronize(device)
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
     for start, end in events:
-        _flush_l2(device)
+        _flush_l2(device, flush)
         start.record()
         fn()
         end.record()

@@ -47,7 +47,8 @@ COLUMNS = (
     "check_rows", "check_tie_rows", "timing",
 )
 INTERPRETER_TIMING = "cpu, Triton interpreter: smoke run, not performance"
-CUDA_TIMING = "cuda events, L2 flushed"
+CUDA_TIMING = {"write": "cuda events, L2 flushed", "read": "cuda events, L2 flushed by a read (clean lines)",
+               "none": "cuda events, no L2 flush"}
 
 
 def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
@@ -119,7 +120,8 @@ def measure(case_builder: Callable[[], Case], spec: KernelBenchSpec) -> tuple[st
         with PeakMemory(spec.device) as peak:
             case = case_builder()
             detail = case.detail
-            timing = time_calls(case.call, warmup=spec.warmup, repeats=spec.repeats, device=spec.device)
+            timing = time_calls(case.call, warmup=spec.warmup, repeats=spec.repeats, device=spec.device,
+                                flush=spec.l2_flush)
         return timing, peak.gb
 
     status, result = guarded(work)
@@ -136,7 +138,7 @@ def empty_row(spec: KernelBenchSpec, impl: str, mode: str, seq_len: int) -> dict
     row.update(kind="kernel", impl=impl, impl_detail="", mode=mode, seq_len=seq_len, batch=p.batch,
                q_heads=p.q_heads, kv_heads=p.kv_heads, dk=p.dk, dv=p.dv, dtype=p.dtype,
                nsa_config=str(spec.nsa), status="", repeats=spec.repeats, check_rows=math.nan,
-               timing=INTERPRETER_TIMING if spec.interpret else CUDA_TIMING)
+               timing=INTERPRETER_TIMING if spec.interpret else CUDA_TIMING[spec.l2_flush])
     return row
 
 

@@ -12,6 +12,7 @@ from nsa_bench.errors import UsageError
 from nsa_bench.flops import Problem, parse_size
 from nsa_bench.kernels.config import NSAConfig
 from nsa_bench.suites.kernel_options import NSA_OVERRIDES, OPTIONS
+from nsa_bench.timing import FLUSH_MODES
 
 IMPLS = ("fa2", "cudnn", "nsa", "fla", "nsa_triton", "ref")  # also the order of a sweep: baselines first
 MODES = ("fwd", "bwd", "decode")
@@ -42,6 +43,7 @@ class KernelBenchSpec:
     ref_max_len: int = 4096
     baseline_max_len: int = 131072  # fa2/cudnn fwd and bwd beyond it: rows that say so
     tie_rtol: float = 1e-2
+    l2_flush: str = "write"  # nsa_bench.timing.FLUSH_MODES
     interpret: bool = False
     seed: int = 0
 
@@ -63,6 +65,8 @@ class KernelBenchSpec:
             raise ValueError("warmup must be >= 0")
         if self.q_heads % self.kv_heads:
             raise ValueError(f"q_heads ({self.q_heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.l2_flush not in FLUSH_MODES:
+            raise ValueError(f"l2-flush must be one of {', '.join(FLUSH_MODES)}, got {self.l2_flush!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not self.seq_lens or min(self.seq_lens) < 1:
