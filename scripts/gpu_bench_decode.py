@@ -241,6 +241,11 @@ VARIANTS = [dict(blocks_per_program=1), dict(blocks_per_program=4), dict(window_
             dict(warps=8), dict(stages=3)]
 
 
+def parse_variant(text: str) -> dict:
+    """'blocks_per_program=1,warps=8' -> decode_plan keywords."""
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
 def kernel_resources():
     """Registers, spills and shared memory of each compiled decode kernel."""
     from nsa_bench.kernels import triton_decode as td
@@ -309,8 +314,8 @@ def bench(args, config, writer, copy_gbps):
                           "ms": fa2_ms[0], "ms_p20": fa2_ms[1], "ms_p80": fa2_ms[2], "bytes": fa2_bytes,
                           "gbps": fa2_bytes / fa2_ms[0] / 1e6, "speedup_fa2": 1.0, "ceiling": 1.0})
             variants = {"default": None}
-            if graph and args.variants:
-                for kw in VARIANTS:
+            if graph and (args.variants or args.variant):
+                for kw in [parse_variant(v) for v in args.variant] or VARIANTS:
                     variants[",".join(f"{k}={v}" for k, v in kw.items())] = kw
             for name, kw in variants.items():
                 plans = [decode_plan(cache, hq, **kw) if kw else None for _, cache, _ in problems]
@@ -354,6 +359,8 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--config", default="32/16/64/16/512")
     ap.add_argument("--variants", action="store_true", help="also time other launch plans (graph mode)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="a plan to time instead of VARIANTS, e.g. blocks_per_program=1,warps=8 (repeatable)")
     ap.add_argument("--skip-checks", action="store_true")
     args = ap.parse_args()
     if not torch.cuda.is_available():
