@@ -1,11 +1,14 @@
 """Timing of GPU work: CUDA events around each call, median and 20/80th percentiles, peak memory.
 
-Method (the one triton.testing.do_bench uses, with counts instead of milliseconds):
+Method (triton.testing.do_bench's, with counts instead of milliseconds and a clean L2 flush):
 - `warmup` untimed calls first (compilation, autotuning, allocator warm-up).
-- Then `repeats` timed calls; before each, a 256 MiB buffer is zeroed so the L2 cache holds none
-  of the inputs (flush="write"; "read" reads the buffer instead, leaving the L2 full of clean
-  lines, and "none" skips the flush), and a CUDA event pair brackets the call alone. Times are read after one final
-  synchronisation, so the host never stalls the queue between calls.
+- Then `repeats` timed calls; before each, a 256 MiB buffer is read (flush="read", the default)
+  so the L2 cache holds none of the inputs, and a CUDA event pair brackets the call alone. Times
+  are read after one final synchronisation, so the host never stalls the queue between calls.
+  triton.testing.do_bench zeroes the buffer instead (flush="write"): that leaves the L2 full of
+  dirty lines, which the timed call then writes back as it misses. On the H200 this added about
+  6 us to every FA2 and 5 us to every NSA decode step (results/l2_flush_ab_h200.csv), an error of
+  up to 12% on steps of 40-50 us. "none" skips the flush.
 - On a CPU (the Triton interpreter smoke run) `time.perf_counter` brackets each call instead.
 
 Backward is timed alone: the forward runs once, outside the timed region, and keeps its graph;
@@ -55,7 +58,7 @@ class _L2Flusher:
     def __init__(self) -> None:
         self._buffers: dict[torch.device, torch.Tensor] = {}
 
-    def __call__(self, device: torch.device, mode: str = "write") -> None:
+    def __call__(self, device: torch.device, mode: str = "read") -> None:
         if mode == "none":
             return
         buf = self._buffers.get(device)
@@ -71,7 +74,7 @@ _flush_l2 = _L2Flusher()
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int, device: torch.device | str,
-               flush: str = "write") -> Timing:
+               flush: str = "read") -> Timing:
     """Time fn() after `warmup` untimed calls (see the module docstring for the method)."""
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")

@@ -61,9 +61,9 @@ OPTIONS = (
     _field("decode_batch", "Sequences per decode step (default: 8)."),
     _field("warmup", "Untimed calls before timing (default: 5)."),
     _field("repeats", "Timed calls (median, p20, p80) (default: 20)."),
-    _field("l2_flush", "How the L2 cache is emptied before each timed call: write (zero a 256 MiB buffer, as "
-           "triton's do_bench; the call then writes the dirty lines back), read (read the buffer: clean lines) "
-           "or none (default: write).", str),
+    _field("l2_flush", "How the L2 cache is emptied before each timed call: read (read a 256 MiB buffer: clean "
+           "lines left), write (zero it, as triton's do_bench: the timed call then writes the dirty lines back) or "
+           "none (default: read).", str),
     _field("check_rows", "Query rows of the forward check (default: 1024)."),
     _field("check_prefix", "Causal prefix of the backward check (default: 2048)."),
     _field("ref_max_len", "Longest T at which ref is timed (default: 4096)."),

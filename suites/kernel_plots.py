@@ -50,8 +50,8 @@ def _table(rows: pd.DataFrame) -> list[str]:
 
 _METHOD = """\
 - **Timing**: {timing}. After {warmup} untimed warm-up calls, {repeats} timed calls, each with the L2
-  cache flushed before it and a CUDA event pair around the call alone; the tables give the median and
-  the 20th-80th percentiles.
+  cache emptied before it as the timing says (a read or a write of a 256 MiB buffer; nsa_bench.timing)
+  and a CUDA event pair around the call alone; the tables give the median and the 20th-80th percentiles.
 - **Decode** times one step of one new token per sequence over a cache of T tokens (batch in
   the `batch` column); `<impl>:cuda_graph` rows replay the same step as a CUDA graph (no host
   launch overhead) and compare with the baselines' graph replays. Full attention's decode puts

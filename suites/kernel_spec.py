@@ -43,7 +43,7 @@ class KernelBenchSpec:
     ref_max_len: int = 4096
     baseline_max_len: int = 131072  # fa2/cudnn fwd and bwd beyond it: rows that say so
     tie_rtol: float = 1e-2
-    l2_flush: str = "write"  # nsa_bench.timing.FLUSH_MODES
+    l2_flush: str = "read"  # nsa_bench.timing.FLUSH_MODES
     interpret: bool = False
     seed: int = 0
 

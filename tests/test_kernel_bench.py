@@ -231,6 +231,7 @@ def test_options_defaults_are_the_h100_setup():
         (8192, 16384, 32768, 65536), 1, 64, 4, 128, 128, "bf16")
     assert str(spec.nsa) == "32/16/64/16/512" and spec.decode_batch == 8 and spec.impls == ("fa2", "cudnn", "nsa")
     assert command.startswith("nsa-bench kernels --seq 8192,16384,32768,65536 ")
+    assert spec.l2_flush == "read" and "--l2-flush read" in command
 
 
 def test_options_parse_and_override():
@@ -244,10 +245,24 @@ def test_options_parse_and_override():
 
 
 @pytest.mark.parametrize("given", [dict(impl="nsa,fa3"), dict(mode="train"), dict(seq="8k,x"), dict(dtype="fp8"),
-                                   dict(q_heads=6, kv_heads=4), dict(nsa_config="32/16/64"), dict(tag="a/b")])
+                                   dict(q_heads=6, kv_heads=4), dict(nsa_config="32/16/64"), dict(tag="a/b"),
+                                   dict(l2_flush="zero")])
 def test_bad_options_are_usage_errors(given):
     with pytest.raises(UsageError):
         _options(**given)
+
+
+@pytest.mark.parametrize("flush", ["read", "write", "none"])
+def test_rows_name_the_l2_flush_they_were_timed_with(flush):
+    spec, command = _options(l2_flush=flush)
+    row = kb.empty_row(spec, "nsa", "fwd", 8192)
+    assert row["timing"] == kb.CUDA_TIMING[flush] and f"--l2-flush {flush}" in command
+    assert time_calls(lambda: None, warmup=0, repeats=2, device="cpu", flush=flush).repeats == 2
+
+
+def test_time_calls_rejects_an_unknown_flush():
+    with pytest.raises(ValueError, match="flush must be one of"):
+        time_calls(lambda: None, warmup=0, repeats=1, device="cpu", flush="zero")
 
 
 def _tiny_spec(**changes):
