@@ -366,6 +366,10 @@ def compare(baseline_path: str | Path, current_path: str | Path, thresholds: Thr
             warnings.append(f"{rows.path}: {rows.duplicates} rows repeat an earlier row's key; the last one counts")
         for kind, n in rows.skipped.items():
             warnings.append(f"{rows.path}: {n} {kind} rows are not compared (the gate compares kernel and quality rows)")
+    timings = [sorted(set(f["timing"].dropna().astype(str))) if "timing" in f else [] for f in (base_frame, cur_frame)]
+    if all(timings) and timings[0] != timings[1]:
+        warnings.append(f"the runs were timed differently (baseline: {'; '.join(timings[0])}; current: "
+                        f"{'; '.join(timings[1])}): decode steps of tens of us move by up to ~10% with the L2 flush")
     overlap = sum(len(base_rows.by_kind(k).keys() & cur_rows.by_kind(k).keys()) for k in ("kernel", "quality"))
     if overlap == 0:
         raise UsageError(f"no rows of {current_path} match a row of {baseline_path} on their keys "

@@ -310,3 +310,15 @@ def test_significant_drop_from_intervals_or_threshold_alone(tmp_path):
     c2 = write_csv(tmp_path / "c2.csv", [{**plain[0], "score": 0.85}])
     result = compare(b2, c2, Thresholds(alpha=0.05))
     assert result.exit_code == 1 and "threshold alone" in result.comparisons[0].note
+
+
+def test_runs_timed_differently_get_a_warning(capsys, tmp_path):
+    rows = kernel_rows()
+    base = write_csv(tmp_path / "b.csv", [{**r, "timing": "cuda events, L2 flushed"} for r in rows])
+    same = write_csv(tmp_path / "s.csv", [{**r, "timing": "cuda events, L2 flushed"} for r in rows])
+    read = write_csv(tmp_path / "r.csv", [{**r, "timing": "cuda events, L2 flushed by a read (clean lines)"} for r in rows])
+    assert not any("timed differently" in w for w in compare(base, same).warnings)
+    warned = [w for w in compare(base, read).warnings if "timed differently" in w]
+    assert len(warned) == 1 and "by a read" in warned[0]
+    code, out = check(capsys, "--baseline", base, "--current", read)
+    assert code == 0 and "timed differently" in out
