@@ -6,9 +6,9 @@ Method (triton.testing.do_bench's, with counts instead of milliseconds and a cle
   so the L2 cache holds none of the inputs, and a CUDA event pair brackets the call alone. Times
   are read after one final synchronisation, so the host never stalls the queue between calls.
   triton.testing.do_bench zeroes the buffer instead (flush="write"): that leaves the L2 full of
-  dirty lines, which the timed call then writes back as it misses. On the H200 this added about
-  6 us to every FA2 and 5 us to every NSA decode step (results/l2_flush_ab_h200.csv), an error of
-  up to 12% on steps of 40-50 us. "none" skips the flush.
+  dirty lines, which the timed call then writes back as it misses. On the H200 this added 5.8-6.4
+  us to every graphed FA2 decode step and 2.8-5.3 us to every graphed NSA step
+  (results/l2_flush_ab_h200.csv), up to 11% of steps of 30-50 us. "none" skips the flush.
 - On a CPU (the Triton interpreter smoke run) `time.perf_counter` brackets each call instead.
 
 Backward is timed alone: the forward runs once, outside the timed region, and keeps its graph;
@@ -47,7 +47,9 @@ def summarize(times_ms: Sequence[float]) -> Timing:
     return Timing(ms=float(p50), ms_p20=float(p20), ms_p80=float(p80), repeats=len(arr))
 
 
-FLUSH_MODES = ("write", "read", "none")
+# flush mode -> how a result row names it (`timing` column)
+FLUSH_TIMING = {"read": "L2 flushed by a read (clean lines)", "write": "L2 flushed", "none": "no L2 flush"}
+FLUSH_MODES = tuple(FLUSH_TIMING)
 
 
 class _L2Flusher:

@@ -2,11 +2,12 @@
 
   python scripts/gpu_l2_flush_ab.py --out results/l2_flush_ab_h200.csv
 
-nsa_bench.timing zeroes a 256 MiB buffer before each timed call (flush="write", as
+Until 4ebba23 nsa_bench.timing zeroed a 256 MiB buffer before each timed call (flush="write", as
 triton.testing.do_bench does). That leaves the L2 full of dirty lines, and the timed kernel writes
 them back to memory as it misses. This script times the same prepared cases (the sweep's own,
 suites.kernel_bench.build_case) with the three flush modes of time_calls, interleaved over rounds:
-  - a probe: reading a fresh 64 MiB buffer (the write-back debt shows as its extra time),
+  - a probe: summing a 64 MiB buffer (at about 350 GB/s it is too slow to show the write-back:
+    189-193 us after every flush),
   - decode at each length: fa2, cudnn and nsa, eager and replayed as a CUDA graph (B=8),
   - the forward at the first length: fa2, cudnn and nsa.
 One CSV row per (case, flush, round): ms (median of --repeats), p20, p80.

@@ -38,7 +38,7 @@ from nsa_bench.suites.kernel_cases import (
 from nsa_bench.suites.kernel_check import tolerance
 from nsa_bench.suites.kernel_peers import fla_case, nsa_triton_case
 from nsa_bench.suites.kernel_spec import IMPLS, INTERPRET_SPEC, MODES, KernelBenchSpec
-from nsa_bench.timing import PeakMemory, Timing, time_calls
+from nsa_bench.timing import FLUSH_TIMING, PeakMemory, Timing, time_calls
 
 COLUMNS = (
     "kind", "impl", "impl_detail", "mode", "seq_len", "batch", "q_heads", "kv_heads", "dk", "dv",
@@ -47,8 +47,7 @@ COLUMNS = (
     "check_rows", "check_tie_rows", "timing",
 )
 INTERPRETER_TIMING = "cpu, Triton interpreter: smoke run, not performance"
-CUDA_TIMING = {"write": "cuda events, L2 flushed", "read": "cuda events, L2 flushed by a read (clean lines)",
-               "none": "cuda events, no L2 flush"}
+CUDA_TIMING = {mode: f"cuda events, {name}" for mode, name in FLUSH_TIMING.items()}
 
 
 def build_case(impl: str, spec: KernelBenchSpec, seq_len: int, mode: str) -> Case:
