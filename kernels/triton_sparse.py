@@ -51,10 +51,22 @@ def _slc_query_rows(T, HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: t
 
 
 @triton.jit
-def _slc_block_keys(sel, s_i, t, BS: tl.constexpr):
-    """The keys of token t's s_i-th selected block (sel: its block list): positions [BS] and
-    mask [BS] (causal, and none for a -1 padding entry)."""
-    j = tl.load(sel + s_i)
+def _slc_selection(IDX, b, t, h, T, H: tl.constexpr, BS: tl.constexpr, N: tl.constexpr, BN: tl.constexpr):
+    """Token t's selected blocks of KV head h, loaded at once (-1 past the min(N, t // BS + 1)
+    it uses; BN = N rounded up to a power of two) [BN], and that count. One vector load before
+    the loop: a scalar load per block would put a global-memory round trip in front of each
+    block's key load (H200, 8k: the loop took as long with every key load masked off)."""
+    n_sel = tl.minimum(N, t // BS + 1)
+    r = tl.arange(0, BN)
+    sel = tl.load(IDX + ((b * T + t).to(tl.int64) * H + h) * N + r, mask=r < n_sel, other=-1)  # [BN]
+    return sel, n_sel
+
+
+@triton.jit
+def _slc_block_keys(sel, s_i, t, BS: tl.constexpr, BN: tl.constexpr):
+    """The keys of the s_i-th block of sel [BN] (token t's selection): positions [BS] and mask
+    [BS] (causal, and none for a -1 padding entry)."""
+    j = tl.sum(tl.where(tl.arange(0, BN) == s_i, sel, 0))
     kpos = j * BS + tl.arange(0, BS)  # [BS]
     kmask = (kpos <= t) & (j >= 0)  # [BS]
     return kpos, kmask
@@ -66,7 +78,7 @@ def _slc_fwd_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
+    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
 ):
     """O and LSE of one token x the G query heads of one KV head over the token's selected
     blocks. Grid (T, B * H)."""
@@ -74,11 +86,10 @@ def _slc_fwd_kernel(
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     q = load_rows(Q, row, gmask, offk, DK)  # [BG, BDK]
-    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
-    n_sel = tl.minimum(N, t // BS + 1)
+    sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for s_i in range(n_sel):
-        kpos, kmask = _slc_block_keys(sel, s_i, t, BS)
+        kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
         k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
         voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BS]
@@ -92,7 +103,7 @@ def _slc_dq_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
+    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
 ):
     """DQ_OUT = DQ_IN (None: zero) + the selection branch's dq of one token x the G query heads
     of one KV head. Grid (T, B * H)."""
@@ -100,11 +111,10 @@ def _slc_dq_kernel(
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, gmask, offk, offv, DK, DV)
-    sel = IDX + ((b * T + t).to(tl.int64) * H + h) * N  # the token's N selected blocks
-    n_sel = tl.minimum(N, t // BS + 1)
+    sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
     for s_i in range(n_sel):
-        kpos, kmask = _slc_block_keys(sel, s_i, t, BS)
+        kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
         k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
         v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
@@ -156,7 +166,7 @@ def _consts(q, k, v, config) -> dict:
     rows for tl.dot)."""
     hq, dk, h, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
     return dict(HQ=hq, H=h, G=hq // h, BG=max(16, hq // h), DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv),
-                BS=config.slc_block, N=config.slc_count, PREC=dot_precision(q.dtype))
+                BS=config.slc_block, N=config.slc_count, BNS=next_pow2(config.slc_count), PREC=dot_precision(q.dtype))
 
 
 def slc_attn_fwd(q, k, v, indices, config, scale: float):

@@ -13,6 +13,8 @@ it times, in one process and with the sweep's timing (time_calls, L2 flushed by 
     "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling);
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
+With --backward, the backward's stages too. With --slc-launch "2,2 4,3", slc_attn_fwd on the kernel's
+own selection again under each (warps, stages) launch setting.
 One CSV row per (length, case): ms (median), p20, p80, and the ms the goal allows (FA2 / 1.5).
 """
 
@@ -24,7 +26,7 @@ import math
 import torch
 
 from nsa_bench.kernels import nsa_attention_with_indices
-from nsa_bench.kernels.triton_sparse import slc_attn_fwd
+from nsa_bench.kernels.triton_sparse import LAUNCH, slc_attn_fwd
 from nsa_bench.results import ResultWriter
 from nsa_bench.suites.kernel_bench import build_case
 from nsa_bench.suites.kernel_cases import nsa_inputs, nsa_stage_cases, with_compression
@@ -50,6 +52,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--lengths", default="8192,16384,32768,65536")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--backward", action="store_true")
+    ap.add_argument("--slc-launch", default="", help='(warps,stages) pairs, e.g. "2,2 4,3"')
     args = ap.parse_args()
     spec = KernelBenchSpec()
     writer = ResultWriter(args.out)
@@ -65,8 +69,9 @@ def main() -> None:
         fa2 = record(seq, "fa2_fwd", build_case("fa2", spec, seq, "fwd").call, math.nan)
         goal = fa2 / 1.5
         record(seq, "nsa_fwd", build_case("nsa", spec, seq, "fwd").call, goal)
-        for name, case in nsa_stage_cases(spec, seq, "fwd"):
-            record(seq, f"stage:{name}", case.call, goal)
+        for mode in ("fwd", "bwd") if args.backward else ("fwd",):
+            for name, case in nsa_stage_cases(spec, seq, mode):
+                record(seq, f"{mode}_stage:{name}", case.call, goal if mode == "fwd" else math.nan)
         x = with_compression(nsa_inputs(spec, seq, spec.batch), spec.nsa)
         with torch.no_grad():
             _, indices = nsa_attention_with_indices(**x, config=spec.nsa)
@@ -74,6 +79,13 @@ def main() -> None:
         for name, idx in edited_selections(indices, spec.nsa.slc_block).items():
             record(seq, f"slc:{name}", lambda idx=idx, x=x: slc_attn_fwd(x["q"], x["k"], x["v"], idx, spec.nsa, scale),
                    goal)
+        default = dict(LAUNCH["slc_fwd"])
+        for pair in args.slc_launch.split():
+            warps, stages = (int(v) for v in pair.split(","))
+            LAUNCH["slc_fwd"].update(warps=warps, stages=stages)
+            record(seq, f"slc:selected:w{warps}s{stages}",
+                   lambda x=x, idx=indices: slc_attn_fwd(x["q"], x["k"], x["v"], idx, spec.nsa, scale), goal)
+        LAUNCH["slc_fwd"].update(default)
         del x, indices
         torch.cuda.empty_cache()
 
