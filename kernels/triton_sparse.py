@@ -20,18 +20,20 @@ import triton
 import triton.language as tl
 
 from .triton_band import LOG2E
+from triton.tools.tensor_descriptor import TensorDescriptor
+
 from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
-    softmax_state, softmax_update, store_dq, store_softmax_result,
+    softmax_state, softmax_update, softmax_update_values, store_dq, store_softmax_result,
 )
 
 # Launch settings (warps, pipeline stages; for dkv also query rows per tile = tokens * G and the
 # tokens of one block per program). Chosen on the H100 by scripts/gpu_check_kernels.py --tune; the H200
 # tuner picks the same (results/tune_h200.log).
 LAUNCH = {
-    "slc_fwd": {"warps": 2, "stages": 2},
-    "slc_dq": {"warps": 2, "stages": 2},
+    "slc_fwd": {"warps": 2, "stages": 2, "tma": True},
+    "slc_dq": {"warps": 2, "stages": 2, "tma": True},
     "slc_dkv": {"rows": 64, "warps": 4, "stages": 2, "chunk": 1024},
 }
 
@@ -73,15 +75,23 @@ def _slc_block_keys(sel, s_i, t, BS: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
+def _slc_tma_row(b, kpos, T):
+    """The first [B*T, ...] row of the block at key positions kpos [BS] (a -1 entry, all masked,
+    reads block 0), for a tensor descriptor's load."""
+    return b * T + tl.maximum(tl.min(kpos, 0), 0)
+
+
+@triton.jit
 def _slc_fwd_kernel(
     Q, K, V, IDX, O, LSE, T, qk_scale,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
+    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """O and LSE of one token x the G query heads of one KV head over the token's selected
-    blocks. Grid (T, B * H)."""
+    blocks. With TMA, K and V are tensor descriptors over [B*T, token stride] (kv_descriptors):
+    a block's tile is one bulk copy instead of a gather of BS rows. Grid (T, B * H)."""
     t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
@@ -90,10 +100,17 @@ def _slc_fwd_kernel(
     m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for s_i in range(n_sel):
         kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
-        k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
-        voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BS]
-        m_i, l_i, acc = softmax_update(s, kmask[None, :], V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
+        if TMA:
+            first = _slc_tma_row(b, kpos, T)
+            k = K.load([first, h * s_k_h])  # [BS, BDK]
+            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
+            v = V.load([first, h * s_v_h])  # [BS, BDV]
+            m_i, l_i, acc = softmax_update_values(s, kmask[None, :], v, m_i, l_i, acc, PREC)
+        else:
+            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
+            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
+            voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BS]
+            m_i, l_i, acc = softmax_update(s, kmask[None, :], V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
     store_softmax_result(O, LSE, row, gmask, offv, m_i, l_i, acc, DV)
 
 
@@ -103,10 +120,10 @@ def _slc_dq_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
+    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """DQ_OUT = DQ_IN (None: zero) + the selection branch's dq of one token x the G query heads
-    of one KV head. Grid (T, B * H)."""
+    of one KV head; K and V as for _slc_fwd_kernel. Grid (T, B * H)."""
     t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
@@ -115,8 +132,13 @@ def _slc_dq_kernel(
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
     for s_i in range(n_sel):
         kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
-        k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
-        v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
+        if TMA:
+            first = _slc_tma_row(b, kpos, T)
+            k = K.load([first, h * s_k_h])  # [BS, BDK]
+            v = V.load([first, h * s_v_h])  # [BS, BDV]
+        else:
+            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
+            v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
         dq = dq_update(s, kmask[None, :], k, v, do, lse, delta, dq, PREC)
     store_dq(DQ_IN, DQ_OUT, row, gmask, offk, dq, sm_scale, DK)
@@ -177,10 +199,25 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
     cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
-        Q=q, K=k, V=v, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E, **kv_strides(k, v),
-        **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        Q=q, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E, **kv_strides(k, v),
+        **_kv_args(k, v, q, config, cfg), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
+
+
+def _kv_args(k, v, q, config, cfg: dict) -> dict:
+    """K, V, TMA and the shared constexprs of the forward and dq kernels: with cfg["tma"] and head
+    dims that are powers of two, K and V become tensor descriptors of [B*T, (H-1) * head stride + d]
+    matrices (one row per token, read in place through the token stride) whose tile is one
+    selection block of one head, [BS, d]."""
+    consts = _consts(q, k, v, config)
+    tma = cfg.get("tma", False) and consts["BDK"] == consts["DK"] and consts["BDV"] == consts["DV"]
+    if tma:
+        def desc(x):
+            rows, width = x.shape[0] * x.shape[1], (x.shape[2] - 1) * x.stride(2) + x.shape[3]
+            return TensorDescriptor(x, [rows, width], [x.stride(1), 1], [consts["BS"], x.shape[3]])
+        k, v = desc(k), desc(v)
+    return dict(K=k, V=v, TMA=tma, **consts)
 
 
 def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = None):
@@ -222,9 +259,9 @@ def slc_attn_bwd_dq(q, k, v, indices, do, lse, delta, config, scale: float, dq_o
     h = k.shape[2]
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
-        Q=q, K=k, V=v, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ_IN=dq_in, DQ_OUT=dq_out, T=seq,
+        Q=q, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ_IN=dq_in, DQ_OUT=dq_out, T=seq,
         qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v),
-        **_consts(q, k, v, config), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        **_kv_args(k, v, q, config, cfg), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
 
 

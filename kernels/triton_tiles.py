@@ -48,13 +48,18 @@ def softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV: tl.constexpr
     """Online-softmax update of (m_i, l_i, acc) with one key tile's scores s [BM, BN] (-inf
     outside vis) and its values at element offsets voff (loaded where kmask). A row with no key
     so far keeps m = -inf and l = 0."""
+    return softmax_update_values(s, vis, load_tile(V, voff, kmask, offv, DV), m_i, l_i, acc, PREC)
+
+
+@triton.jit
+def softmax_update_values(s, vis, v, m_i, l_i, acc, PREC: tl.constexpr):
+    """softmax_update with the key tile's values v [BN, BDV] already loaded."""
     s = tl.where(vis, s, float("-inf"))  # [BM, BN]
     m_new = tl.maximum(m_i, tl.max(s, 1))  # [BM]
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # [BM]
     alpha = tl.exp2(m_i - m_safe)  # [BM]
     p = tl.exp2(s - m_safe[:, None])  # [BM, BN]
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = load_tile(V, voff, kmask, offv, DV)  # [BN, BDV]
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)  # [BM, BDV]
     return m_new, l_i, acc
 

@@ -14,7 +14,8 @@ it times, in one process and with the sweep's timing (time_calls, L2 flushed by 
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
 With --backward, the backward's stages too. With --slc-launch "2,2 4,3", slc_attn_fwd on the kernel's
-own selection again under each (warps, stages) launch setting.
+own selection again under each (warps, stages) launch setting. --no-tma: the forward and dq kernels
+gather their key/value tiles row by row instead of loading them through tensor descriptors.
 One CSV row per (length, case): ms (median), p20, p80, and the ms the goal allows (FA2 / 1.5).
 """
 
@@ -53,10 +54,13 @@ def main() -> None:
     ap.add_argument("--lengths", default="8192,16384,32768,65536")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--backward", action="store_true")
+    ap.add_argument("--no-tma", action="store_true")
     ap.add_argument("--slc-launch", default="", help='(warps,stages) pairs, e.g. "2,2 4,3"')
     args = ap.parse_args()
     spec = KernelBenchSpec()
-    writer = ResultWriter(args.out)
+    writer = ResultWriter(args.out, extra={"tma": not args.no_tma})
+    for stage in ("slc_fwd", "slc_dq"):
+        LAUNCH[stage]["tma"] = not args.no_tma
 
     def record(seq: int, case: str, call, goal_ms: float) -> float:
         t = time_calls(call, warmup=3, repeats=args.repeats, device="cuda")
