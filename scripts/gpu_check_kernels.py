@@ -195,7 +195,7 @@ TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, wa
             dict(rows=64, keys=128, warps=8, stages=4), dict(rows=32, keys=128, warps=8, stages=3),
             dict(rows=32, keys=128, warps=8, stages=4)]  # 8 warps on 64 keys, or 128 rows, ran 2x slower
 TUNE_SLC = [dict(warps=4, stages=2), dict(warps=4, stages=3), dict(warps=2, stages=2), dict(warps=2, stages=3),
-            dict(warps=8, stages=3)]
+            dict(warps=1, stages=2), dict(warps=1, stages=3)]  # 8 warps ran 1.9x slower (slc_launch_h200_fa67bc9)
 TUNE = {  # stage -> (settings dict, key, candidates)
     "cmp_attn": (triton_band.LAUNCH, "cmp_fwd", TUNE_FWD),
     "select": (triton_select.LAUNCH, "select", [dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3),
@@ -204,7 +204,7 @@ TUNE = {  # stage -> (settings dict, key, candidates)
     "win_attn": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
     "cmp_dq": (triton_band.LAUNCH, "cmp_dq", TUNE_DQ),
     "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV for s in (1024, 2048, 4096)]),
-    "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),
+    "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),  # 1 warp spills (1.5x slower)
     "slc_dkv": (triton_sparse.LAUNCH, "slc_dkv", [dict(c, chunk=ch) for c in (
         dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3), dict(rows=32, warps=4, stages=3))
         for ch in (1024, 4096)]),  # 8 warps ran 2x slower
