@@ -28,7 +28,8 @@ from .triton_tiles import (
     softmax_state, softmax_update, softmax_update_values, store_dq, store_softmax_result,
 )
 
-# Launch settings (warps, pipeline stages; tma: key/value tiles through tensor descriptors; for dkv
+# Launch settings (warps, pipeline stages; tma: key/value tiles through tensor descriptors; keys: at
+# most this many keys of a selected block per tile (fewer: less shared memory a program); for dkv
 # also query rows per tile = tokens * G and the tokens of one block per program). Chosen on the H100
 # by scripts/gpu_check_kernels.py --tune; the H200 tuner picks the same (results/tune_h200.log). The
 # forward's one warp and both TMA settings come from H200 A/B runs: one warp needs no cross-warp
@@ -36,8 +37,8 @@ from .triton_tiles import (
 # issues one bulk copy per tile instead of a 64-row gather (forward 1.55 against 1.76 ms,
 # results/slc_tma_h200_ca09db5*.log).
 LAUNCH = {
-    "slc_fwd": {"warps": 1, "stages": 2, "tma": True},
-    "slc_dq": {"warps": 2, "stages": 2, "tma": True},
+    "slc_fwd": {"warps": 1, "stages": 2, "tma": True, "keys": 64},
+    "slc_dq": {"warps": 2, "stages": 2, "tma": True, "keys": 64},
     "slc_dkv": {"rows": 64, "warps": 4, "stages": 2, "chunk": 1024},
 }
 
@@ -60,8 +61,8 @@ def _slc_query_rows(T, HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: t
 def _slc_selection(IDX, b, t, h, T, H: tl.constexpr, BS: tl.constexpr, N: tl.constexpr, BN: tl.constexpr):
     """Token t's selected blocks of KV head h, loaded at once (-1 past the min(N, t // BS + 1)
     it uses; BN = N rounded up to a power of two) [BN], and that count. One vector load before
-    the loop: a scalar load per block would put a global-memory round trip in front of each
-    block's key load (H200, 8k: the loop took as long with every key load masked off)."""
+    the loop keeps the loop free of dependent global loads (on the H200 no faster than a scalar
+    load per block: results/slc_traffic_h200_5e53698*.log)."""
     n_sel = tl.minimum(N, t // BS + 1)
     r = tl.arange(0, BN)
     sel = tl.load(IDX + ((b * T + t).to(tl.int64) * H + h) * N + r, mask=r < n_sel, other=-1)  # [BN]
@@ -69,18 +70,19 @@ def _slc_selection(IDX, b, t, h, T, H: tl.constexpr, BS: tl.constexpr, N: tl.con
 
 
 @triton.jit
-def _slc_block_keys(sel, s_i, t, BS: tl.constexpr, BN: tl.constexpr):
-    """The keys of the s_i-th block of sel [BN] (token t's selection): positions [BS] and mask
-    [BS] (causal, and none for a -1 padding entry)."""
-    j = tl.sum(tl.where(tl.arange(0, BN) == s_i, sel, 0))
-    kpos = j * BS + tl.arange(0, BS)  # [BS]
-    kmask = (kpos <= t) & (j >= 0)  # [BS]
+def _slc_tile_keys(sel, it, t, BS: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr):
+    """The keys of key tile `it` of token t's selection sel [BN], each block read as BS // BK
+    tiles of BK keys: positions [BK] and mask [BK] (causal, and none for a -1 padding entry)."""
+    NSUB: tl.constexpr = BS // BK
+    j = tl.sum(tl.where(tl.arange(0, BN) == it // NSUB, sel, 0))
+    kpos = j * BS + (it % NSUB) * BK + tl.arange(0, BK)  # [BK]
+    kmask = (kpos <= t) & (j >= 0)  # [BK]
     return kpos, kmask
 
 
 @triton.jit
 def _slc_tma_row(b, kpos, T):
-    """The first [B*T, ...] row of the block at key positions kpos [BS] (a -1 entry, all masked,
+    """The first [B*T, ...] row of the key tile at positions kpos [BK] (a -1 entry, all masked,
     reads block 0), for a tensor descriptor's load."""
     return b * T + tl.maximum(tl.min(kpos, 0), 0)
 
@@ -91,29 +93,30 @@ def _slc_fwd_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
+    BS: tl.constexpr, BK: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     """O and LSE of one token x the G query heads of one KV head over the token's selected
-    blocks. With TMA, K and V are tensor descriptors over [B*T, token stride] (kv_descriptors):
-    a block's tile is one bulk copy instead of a gather of BS rows. Grid (T, B * H)."""
+    blocks, BK keys a tile. With TMA, K and V are tensor descriptors over [B*T, token stride]
+    (_kv_args): a tile is one bulk copy instead of a gather of BK rows. Grid (T, B * H)."""
     t, b, h, gmask, row = _slc_query_rows(T, HQ, H, G, BG)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     q = load_rows(Q, row, gmask, offk, DK)  # [BG, BDK]
     sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
-    for s_i in range(n_sel):
-        kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
+    for it in range(n_sel * (BS // BK)):
+        kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
         if TMA:
             first = _slc_tma_row(b, kpos, T)
-            k = K.load([first, h * s_k_h])  # [BS, BDK]
-            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
-            v = V.load([first, h * s_v_h])  # [BS, BDV]
+            k = K.load([first, h * s_k_h])  # [BK, BDK]
+            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BK]
+            v = V.load([first, h * s_v_h])  # [BK, BDV]
             m_i, l_i, acc = softmax_update_values(s, kmask[None, :], v, m_i, l_i, acc, PREC)
         else:
-            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
-            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
-            voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BS]
+            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BK, BDK]
+            s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BK]
+            voff = kv_offsets(b, kpos, T, h, s_v_t, s_v_h)  # [BK]
             m_i, l_i, acc = softmax_update(s, kmask[None, :], V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
     store_softmax_result(O, LSE, row, gmask, offv, m_i, l_i, acc, DV)
 
@@ -124,7 +127,8 @@ def _slc_dq_kernel(
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr, BG: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
-    BS: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
+    BS: tl.constexpr, BK: tl.constexpr, N: tl.constexpr, BNS: tl.constexpr, PREC: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     """DQ_OUT = DQ_IN (None: zero) + the selection branch's dq of one token x the G query heads
     of one KV head; K and V as for _slc_fwd_kernel. Grid (T, B * H)."""
@@ -134,16 +138,16 @@ def _slc_dq_kernel(
     q, do, lse, delta = load_grad_rows(Q, DO, LSE, DELTA, row, gmask, offk, offv, DK, DV)
     sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
-    for s_i in range(n_sel):
-        kpos, kmask = _slc_block_keys(sel, s_i, t, BS, BNS)
+    for it in range(n_sel * (BS // BK)):
+        kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
         if TMA:
             first = _slc_tma_row(b, kpos, T)
-            k = K.load([first, h * s_k_h])  # [BS, BDK]
-            v = V.load([first, h * s_v_h])  # [BS, BDV]
+            k = K.load([first, h * s_k_h])  # [BK, BDK]
+            v = V.load([first, h * s_v_h])  # [BK, BDV]
         else:
-            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BS, BDK]
-            v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BS, BDV]
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BS]
+            k = load_tile(K, kv_offsets(b, kpos, T, h, s_k_t, s_k_h), kmask, offk, DK)  # [BK, BDK]
+            v = load_tile(V, kv_offsets(b, kpos, T, h, s_v_t, s_v_h), kmask, offv, DV)  # [BK, BDV]
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BK]
         dq = dq_update(s, kmask[None, :], k, v, do, lse, delta, dq, PREC)
     store_dq(DQ_IN, DQ_OUT, row, gmask, offk, dq, sm_scale, DK)
 
@@ -210,16 +214,17 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
 
 
 def _kv_args(k, v, q, config, cfg: dict) -> dict:
-    """K, V, TMA and the shared constexprs of the forward and dq kernels: with cfg["tma"] and head
-    dims that are powers of two, K and V become tensor descriptors of [B*T, (H-1) * head stride + d]
-    matrices (one row per token, read in place through the token stride) whose tile is one
-    selection block of one head, [BS, d]."""
+    """K, V, TMA, BK and the shared constexprs of the forward and dq kernels: key tiles of
+    BK = min(cfg["keys"], slc_block) keys; with cfg["tma"] and head dims that are powers of two, K
+    and V become tensor descriptors of [B*T, (H-1) * head stride + d] matrices (one row per token,
+    read in place through the token stride) whose tile is BK keys of one head, [BK, d]."""
     consts = _consts(q, k, v, config)
+    consts["BK"] = min(cfg["keys"], consts["BS"])
     tma = cfg.get("tma", False) and consts["BDK"] == consts["DK"] and consts["BDV"] == consts["DV"]
     if tma:
         def desc(x):
             rows, width = x.shape[0] * x.shape[1], (x.shape[2] - 1) * x.stride(2) + x.shape[3]
-            return TensorDescriptor(x, [rows, width], [x.stride(1), 1], [consts["BS"], x.shape[3]])
+            return TensorDescriptor(x, [rows, width], [x.stride(1), 1], [consts["BK"], x.shape[3]])
         k, v = desc(k), desc(v)
     return dict(K=k, V=v, TMA=tma, **consts)
 

@@ -195,7 +195,8 @@ TUNE_DKV = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, wa
             dict(rows=64, keys=128, warps=8, stages=4), dict(rows=32, keys=128, warps=8, stages=3),
             dict(rows=32, keys=128, warps=8, stages=4)]  # 8 warps on 64 keys, or 128 rows, ran 2x slower
 TUNE_SLC = [dict(warps=4, stages=2), dict(warps=4, stages=3), dict(warps=2, stages=2), dict(warps=2, stages=3),
-            dict(warps=1, stages=2), dict(warps=1, stages=3)]  # 8 warps ran 1.9x slower (slc_launch_h200_fa67bc9)
+            dict(warps=1, stages=2), dict(warps=1, stages=3), dict(warps=1, stages=2, keys=32),
+            dict(warps=1, stages=3, keys=32)]  # 8 warps ran 1.9x slower (slc_launch_h200_fa67bc9)
 TUNE = {  # stage -> (settings dict, key, candidates)
     "cmp_attn": (triton_band.LAUNCH, "cmp_fwd", TUNE_FWD),
     "select": (triton_select.LAUNCH, "select", [dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3),
@@ -227,7 +228,9 @@ def run_tuning(writer, seq, hq, h, d, stages=None):
             continue
         fn = fwd.get(stage) or bwd[stage]
         best = None
+        default = dict(launch[key])  # a candidate overrides these settings; the others keep their values
         for cand in candidates:
+            cand = {**default, **cand}
             launch[key] = cand
             try:
                 if stage == "slc_dkv":

@@ -13,9 +13,9 @@ it times, in one process and with the sweep's timing (time_calls, L2 flushed by 
     "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling);
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
-With --backward, the backward's stages too. With --launch "slc_fwd:2,3 slc_dq:1,2", the forward
-(slc_attn_fwd on the kernel's own selection) or the backward's slc_dq stage again under each
-(warps, stages) launch setting. --no-tma: the forward and dq kernels
+With --backward, the backward's stages too. With --launch "slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2", the
+forward (slc_attn_fwd on the kernel's own selection) or the backward's slc_dq stage again under each
+(warps, stages[, keys a tile]) launch setting. --no-tma: the forward and dq kernels
 gather their key/value tiles row by row instead of loading them through tensor descriptors.
 One CSV row per (length, case): ms (median), p20, p80, and the ms the goal allows (FA2 / 1.5).
 """
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--backward", action="store_true")
     ap.add_argument("--no-tma", action="store_true")
-    ap.add_argument("--launch", default="", help='stage:warps,stages items, e.g. "slc_fwd:2,3 slc_dq:1,2"')
+    ap.add_argument("--launch", default="", help='stage:warps,stages[,keys] items, e.g. "slc_fwd:1,2,32 slc_dq:1,2"')
     args = ap.parse_args()
     spec = KernelBenchSpec()
     writer = ResultWriter(args.out, extra={"tma": not args.no_tma})
@@ -90,9 +90,10 @@ def main() -> None:
         for item in args.launch.split():
             stage, _, setting = item.partition(":")
             default = dict(LAUNCH[stage])
-            warps, stages = (int(v) for v in setting.split(","))
-            LAUNCH[stage].update(warps=warps, stages=stages)
-            record(seq, f"{stage}:w{warps}s{stages}", calls[stage], goal if stage == "slc_fwd" else math.nan)
+            warps, stages, *keys = (int(v) for v in setting.split(","))
+            LAUNCH[stage].update(warps=warps, stages=stages, keys=keys[0] if keys else default["keys"])
+            record(seq, f"{stage}:w{warps}s{stages}k{LAUNCH[stage]['keys']}", calls[stage],
+                   goal if stage == "slc_fwd" else math.nan)
             LAUNCH[stage].update(default)
         del x, indices
         torch.cuda.empty_cache()
