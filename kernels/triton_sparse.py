@@ -215,12 +215,14 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
 
 def _kv_args(k, v, q, config, cfg: dict) -> dict:
     """K, V, TMA, BK and the shared constexprs of the forward and dq kernels: key tiles of
-    BK = min(cfg["keys"], slc_block) keys; with cfg["tma"] and head dims that are powers of two, K
-    and V become tensor descriptors of [B*T, (H-1) * head stride + d] matrices (one row per token,
-    read in place through the token stride) whose tile is BK keys of one head, [BK, d]."""
+    BK = min(cfg["keys"], slc_block) keys; with cfg["tma"], head dims that are powers of two and k, v
+    whose start and token stride are 16-byte aligned (a tensor map's rule), K and V become tensor
+    descriptors of [B*T, (H-1) * head stride + d] matrices (one row per token, read in place through
+    the token stride) whose tile is BK keys of one head, [BK, d]."""
     consts = _consts(q, k, v, config)
     consts["BK"] = min(cfg["keys"], consts["BS"])
-    tma = cfg.get("tma", False) and consts["BDK"] == consts["DK"] and consts["BDV"] == consts["DV"]
+    aligned = all(x.data_ptr() % 16 == 0 and x.stride(1) * x.element_size() % 16 == 0 for x in (k, v))
+    tma = cfg["tma"] and aligned and consts["BDK"] == consts["DK"] and consts["BDV"] == consts["DV"]
     if tma:
         def desc(x):
             rows, width = x.shape[0] * x.shape[1], (x.shape[2] - 1) * x.stride(2) + x.shape[3]

@@ -217,3 +217,21 @@ def test_descriptor_tiles_match_gathered_tiles(kernel, keys, monkeypatch):
         for a, c in zip(run(False, 32), loaded):
             torch.testing.assert_close(c.float(), a.float(), atol=2e-3, rtol=2e-3,
                                        msg=lambda m: f"{kernel}: half-block tiles (seed {seed}): {m}")
+
+
+def test_unaligned_keys_take_gathered_tiles():
+    """Keys and values whose start is not 16-byte aligned (a slice at an odd element) cannot be a
+    tensor map: the forward gathers their tiles instead, with the result of aligned copies."""
+    seed = seed_for("unaligned-keys")
+    gen = torch.Generator().manual_seed(seed)
+    b, t, hq, h, d = 1, 70, 2, 1, 16
+    config = NSAConfig.parse("16/8/32/4/64")
+    q = torch.randn(b, t, hq, d, generator=gen).to(torch.float16)
+    kv = torch.randn(b, t, h, 2 * d + 1, generator=gen).to(torch.float16)
+    k, v = kv[..., 1: d + 1], kv[..., d + 1:]
+    assert k.data_ptr() % 16 and triton_sparse.LAUNCH["slc_fwd"]["tma"]
+    blocks = torch.randint(-1, t // 32 + 1, (b, t, h, 4), generator=gen).sort(-1).values.to(torch.int32)
+    got = triton_sparse.slc_attn_fwd(q, k, v, blocks, config, 0.25)
+    want = triton_sparse.slc_attn_fwd(q, k.contiguous(), v.contiguous(), blocks, config, 0.25)
+    for a, c in zip(got, want):
+        assert torch.equal(a, c), f"unaligned keys (seed {seed})"
