@@ -18,10 +18,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from .triton_band import LOG2E
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from .triton_band import LOG2E
 from .triton_common import dot_precision, kv_strides, new_output, next_pow2
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
@@ -71,20 +70,15 @@ def _slc_selection(IDX, b, t, h, T, H: tl.constexpr, BS: tl.constexpr, N: tl.con
 
 @triton.jit
 def _slc_tile_keys(sel, it, t, BS: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr):
-    """The keys of key tile `it` of token t's selection sel [BN], each block read as BS // BK
-    tiles of BK keys: positions [BK] and mask [BK] (causal, and none for a -1 padding entry)."""
+    """Key tile `it` of token t's selection sel [BN], each block read as BS // BK tiles of BK
+    keys: its first position (negative for a -1 padding entry), positions [BK] and mask [BK]
+    (causal, and none for a padding entry)."""
     NSUB: tl.constexpr = BS // BK
     j = tl.sum(tl.where(tl.arange(0, BN) == it // NSUB, sel, 0))
-    kpos = j * BS + (it % NSUB) * BK + tl.arange(0, BK)  # [BK]
+    start = j * BS + (it % NSUB) * BK
+    kpos = start + tl.arange(0, BK)  # [BK]
     kmask = (kpos <= t) & (j >= 0)  # [BK]
-    return kpos, kmask
-
-
-@triton.jit
-def _slc_tma_row(b, kpos, T):
-    """The first [B*T, ...] row of the key tile at positions kpos [BK] (a -1 entry, all masked,
-    reads block 0), for a tensor descriptor's load."""
-    return b * T + tl.maximum(tl.min(kpos, 0), 0)
+    return start, kpos, kmask
 
 
 @triton.jit
@@ -106,9 +100,9 @@ def _slc_fwd_kernel(
     sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     m_i, l_i, acc = softmax_state(BG, BDV)  # [BG], [BG], [BG, BDV]
     for it in range(n_sel * (BS // BK)):
-        kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
+        start, kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
         if TMA:
-            first = _slc_tma_row(b, kpos, T)
+            first = b * T + tl.maximum(start, 0)  # a padding entry reads block 0, all masked
             k = K.load([first, h * s_k_h])  # [BK, BDK]
             s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BG, BK]
             v = V.load([first, h * s_v_h])  # [BK, BDV]
@@ -139,9 +133,9 @@ def _slc_dq_kernel(
     sel, n_sel = _slc_selection(IDX, b, t, h, T, H, BS, N, BNS)  # [BNS]
     dq = tl.zeros([BG, BDK], tl.float32)  # [BG, BDK]
     for it in range(n_sel * (BS // BK)):
-        kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
+        start, kpos, kmask = _slc_tile_keys(sel, it, t, BS, BK, BNS)
         if TMA:
-            first = _slc_tma_row(b, kpos, T)
+            first = b * T + tl.maximum(start, 0)  # a padding entry reads block 0, all masked
             k = K.load([first, h * s_k_h])  # [BK, BDK]
             v = V.load([first, h * s_v_h])  # [BK, BDV]
         else:
@@ -191,14 +185,6 @@ def _slc_dkv_kernel(
         add_key_grads(DK_ACC, DV_ACC, krow, kmask, offk, offv, dk, dv, sm_scale, DK, DV)
 
 
-def _consts(q, k, v, config) -> dict:
-    """The constexpr arguments the forward and dq kernels share (G query heads padded to BG >= 16
-    rows for tl.dot)."""
-    hq, dk, h, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
-    return dict(HQ=hq, H=h, G=hq // h, BG=max(16, hq // h), DK=dk, DV=dv, BDK=next_pow2(dk), BDV=next_pow2(dv),
-                BS=config.slc_block, N=config.slc_count, BNS=next_pow2(config.slc_count), PREC=dot_precision(q.dtype))
-
-
 def slc_attn_fwd(q, k, v, indices, config, scale: float):
     """Selection-branch output [B,T,HQ,dv] and base-2 lse [B,T,HQ] given indices [B,T,H,n]."""
     bsz, seq, hq, _ = q.shape
@@ -207,28 +193,31 @@ def slc_attn_fwd(q, k, v, indices, config, scale: float):
     lse = new_output((bsz, seq, hq), torch.float32, q.device)
     cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
-        Q=q, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E, **kv_strides(k, v),
+        Q=q, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E,
         **_kv_args(k, v, q, config, cfg), num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
     return o, lse
 
 
 def _kv_args(k, v, q, config, cfg: dict) -> dict:
-    """K, V, TMA, BK and the shared constexprs of the forward and dq kernels: key tiles of
-    BK = min(cfg["keys"], slc_block) keys; with cfg["tma"], head dims that are powers of two and k, v
-    whose start and token stride are 16-byte aligned (a tensor map's rule), K and V become tensor
+    """The arguments the forward and dq kernels share besides their tensors of query rows: K, V,
+    their strides and the constexprs (G query heads padded to BG >= 16 rows for tl.dot; key tiles of
+    BK = min(cfg["keys"], slc_block) keys). With cfg["tma"], head dims that are powers of two and k, v
+    whose start and token stride are 16-byte aligned (a tensor map's rule), K and V are tensor
     descriptors of [B*T, (H-1) * head stride + d] matrices (one row per token, read in place through
     the token stride) whose tile is BK keys of one head, [BK, d]."""
-    consts = _consts(q, k, v, config)
-    consts["BK"] = min(cfg["keys"], consts["BS"])
+    hq, dk, h, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
+    bk = min(cfg["keys"], config.slc_block)
     aligned = all(x.data_ptr() % 16 == 0 and x.stride(1) * x.element_size() % 16 == 0 for x in (k, v))
-    tma = cfg["tma"] and aligned and consts["BDK"] == consts["DK"] and consts["BDV"] == consts["DV"]
+    tma = cfg["tma"] and aligned and next_pow2(dk) == dk and next_pow2(dv) == dv
+    args = dict(K=k, V=v, **kv_strides(k, v), TMA=tma, HQ=hq, H=h, G=hq // h, BG=max(16, hq // h), DK=dk, DV=dv,
+                BDK=next_pow2(dk), BDV=next_pow2(dv), BS=config.slc_block, BK=bk, N=config.slc_count,
+                BNS=next_pow2(config.slc_count), PREC=dot_precision(q.dtype))
     if tma:
-        def desc(x):
-            rows, width = x.shape[0] * x.shape[1], (x.shape[2] - 1) * x.stride(2) + x.shape[3]
-            return TensorDescriptor(x, [rows, width], [x.stride(1), 1], [consts["BK"], x.shape[3]])
-        k, v = desc(k), desc(v)
-    return dict(K=k, V=v, TMA=tma, **consts)
+        for name, x in (("K", k), ("V", v)):
+            width = (x.shape[2] - 1) * x.stride(2) + x.shape[3]
+            args[name] = TensorDescriptor(x, [x.shape[0] * x.shape[1], width], [x.stride(1), 1], [bk, x.shape[3]])
+    return args
 
 
 def block_token_index(indices: torch.Tensor, n_blocks: int, chunk: int | None = None):
@@ -271,8 +260,8 @@ def slc_attn_bwd_dq(q, k, v, indices, do, lse, delta, config, scale: float, dq_o
     cfg = LAUNCH["slc_dq"]
     _slc_dq_kernel[(seq, bsz * h)](
         Q=q, IDX=indices, DO=do, LSE=lse, DELTA=delta, DQ_IN=dq_in, DQ_OUT=dq_out, T=seq,
-        qk_scale=scale * LOG2E, sm_scale=scale, **kv_strides(k, v),
-        **_kv_args(k, v, q, config, cfg), num_warps=cfg["warps"], num_stages=cfg["stages"],
+        qk_scale=scale * LOG2E, sm_scale=scale, **_kv_args(k, v, q, config, cfg),
+        num_warps=cfg["warps"], num_stages=cfg["stages"],
     )
 
 

@@ -6,6 +6,8 @@ its resources (registers and spill stack from the bundled cuobjdump, shared memo
 Triton) become one CSV row. On a machine without a GPU this is how a Triton release's compiler
 is checked, not only its interpreter (the tests): does every kernel compile, at what cost.
 Usage: python scripts/compile_kernels.py --out results/compile_sm90_triton39.csv [--arch 90]
+  [--set slc_fwd.keys=32 ...]  (a launch setting of a kernels module's LAUNCH, for this run)
+  [--sass DIR]  (each paper-case kernel's SASS, DIR/<kernel>.sass, e.g. to count a loop's instructions)
 """
 
 from __future__ import annotations
@@ -64,13 +66,7 @@ class StandInDriver:
 
 def resources(cubin: bytes) -> tuple[int, int]:
     """(registers, stack bytes) of a cubin's one kernel, read with Triton's bundled cuobjdump."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(cubin)
-        tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-        out = subprocess.run([str(tool), "--dump-resource-usage", str(path)], capture_output=True, text=True,
-                             check=True).stdout
-    found = re.search(r"REG:(\d+) STACK:(\d+)", out)
+    found = re.search(r"REG:(\d+) STACK:(\d+)", cuobjdump(["--dump-resource-usage"], cubin))
     return int(found.group(1)), int(found.group(2))
 
 
@@ -85,13 +81,25 @@ def calling_stage() -> str:
     return "?"
 
 
-def compile_hook(target, write, case: list):
-    """A jit_cache_hook: compile the launch for the target, write its row, skip the launch."""
+def cuobjdump(args: list[str], cubin: bytes) -> str:
+    """The output of Triton's bundled cuobjdump with args on a cubin."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+        return subprocess.run([str(tool), *args, str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def compile_hook(target, write, case: list, sass_dir: Path | None = None):
+    """A jit_cache_hook: compile the launch for the target, write its row (and, for the paper case,
+    its SASS into sass_dir), skip the launch."""
 
     def hook(*, key, repr, fn, compile, is_manual_warmup, already_compiled):
         src = ASTSource(fn.jit_function, compile["signature"], compile["constants"], compile["configs"][0])
         options = {name: compile[name] for name in ("num_warps", "num_ctas", "num_stages", "enable_fp_fusion")}
         kernel = triton.compile(src, target=target, options=options)
+        if sass_dir is not None and case[0] == "fwd+bwd paper":
+            (sass_dir / f"{fn.name}.sass").write_text(cuobjdump(["-sass"], kernel.asm["cubin"]))
         regs, stack = resources(kernel.asm["cubin"])
         write(dict(triton=triton.__version__, arch=f"sm_{target.arch}", case=case[0], stage=calling_stage(),
                    kernel=fn.name, warps=options["num_warps"], stages=options["num_stages"], regs=regs,
@@ -124,14 +132,38 @@ def run_case(name, dtype, config, batch, seq, q_heads, kv_heads, dims, separate)
     out.backward(torch.ones_like(out))
 
 
+def set_launch(item: str) -> None:
+    """Apply one --set STAGE.KEY=VALUE (an int, or true/false) to the kernels module whose LAUNCH has STAGE."""
+    from nsa_bench.kernels import triton_band, triton_select, triton_sparse
+
+    name, _, value = item.partition("=")
+    stage, _, key = name.partition(".")
+    launch = next((m.LAUNCH for m in (triton_band, triton_select, triton_sparse) if stage in m.LAUNCH), None)
+    flag = value.lower() in ("true", "false")
+    if launch is None or key not in launch[stage] or not (flag or value.isdigit()):
+        raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE with a known stage and key, an int or true/false")
+    launch[stage][key] = value.lower() == "true" if flag else int(value)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="CSV to write (must not exist)")
     ap.add_argument("--arch", type=int, default=90, help="CUDA compute capability, e.g. 90 (default)")
+    ap.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                    help="override a launch setting for this run, e.g. slc_fwd.keys=32 (repeatable)")
+    ap.add_argument("--sass", type=Path, help="folder for the paper case's SASS, one file per kernel")
     args = ap.parse_args(argv)
     if Path(args.out).exists():
         print(f"compile_kernels: {args.out} exists; choose another --out", file=sys.stderr)
         return 2
+    try:
+        for item in args.set:
+            set_launch(item)
+    except ValueError as e:
+        print(f"compile_kernels: {e}", file=sys.stderr)
+        return 2
+    if args.sass:
+        args.sass.mkdir(parents=True, exist_ok=True)
     from nsa_bench.kernels import triton_common
 
     target = GPUTarget("cuda", args.arch, 32)
@@ -158,7 +190,7 @@ def main(argv=None) -> int:
                   + (f"  OVER the sm_{args.arch} limit of {limit} B" if too_much else ""), flush=True)
 
         case: list = [None]
-        knobs.runtime.jit_cache_hook = compile_hook(target, write, case)
+        knobs.runtime.jit_cache_hook = compile_hook(target, write, case, args.sass)
         for spec in CASES:
             case[0] = spec[0]
             run_case(*spec)

@@ -13,7 +13,7 @@ it times, in one process and with the sweep's timing (time_calls, L2 flushed by 
     "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling);
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
-With --backward, the backward's stages too. With --launch "slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2", the
+With --backward, the backward's stages too. With --launch slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2, the
 forward (slc_attn_fwd on the kernel's own selection) or the backward's slc_dq stage again under each
 (warps, stages[, keys a tile]) launch setting. --no-tma: the forward and dq kernels
 gather their key/value tiles row by row instead of loading them through tensor descriptors.
@@ -49,6 +49,16 @@ def edited_selections(indices: torch.Tensor, slc_block: int) -> dict[str, torch.
             "local16": local}
 
 
+def launch_item(item: str) -> tuple[str, int, int, int | None]:
+    """One --launch item, stage:warps,stages[,keys], as (stage, warps, stages, keys or None)."""
+    stage, _, setting = item.partition(":")
+    values = setting.split(",")
+    if stage not in ("slc_fwd", "slc_dq") or len(values) not in (2, 3) or not all(v.isdigit() for v in values):
+        raise argparse.ArgumentTypeError(f"{item!r}: expected slc_fwd|slc_dq:warps,stages[,keys], e.g. slc_fwd:1,2,32")
+    nums = [int(v) for v in values]
+    return stage, nums[0], nums[1], nums[2] if len(nums) == 3 else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -56,7 +66,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--backward", action="store_true")
     ap.add_argument("--no-tma", action="store_true")
-    ap.add_argument("--launch", default="", help='stage:warps,stages[,keys] items, e.g. "slc_fwd:1,2,32 slc_dq:1,2"')
+    ap.add_argument("--launch", type=launch_item, nargs="*", default=[],
+                    help="stage:warps,stages[,keys] items, e.g. slc_fwd:1,2,32 slc_dq:1,2")
     args = ap.parse_args()
     spec = KernelBenchSpec()
     writer = ResultWriter(args.out, extra={"tma": not args.no_tma})
@@ -85,13 +96,11 @@ def main() -> None:
             record(seq, f"slc:{name}", lambda idx=idx, x=x: slc_attn_fwd(x["q"], x["k"], x["v"], idx, spec.nsa, scale),
                    goal)
         calls = {"slc_fwd": lambda x=x, idx=indices: slc_attn_fwd(x["q"], x["k"], x["v"], idx, spec.nsa, scale)}
-        if "slc_dq" in args.launch:
+        if any(item[0] == "slc_dq" for item in args.launch):
             calls["slc_dq"] = dict(nsa_stage_cases(spec, seq, "bwd"))["slc_dq"].call
-        for item in args.launch.split():
-            stage, _, setting = item.partition(":")
+        for stage, warps, stages, keys in args.launch:
             default = dict(LAUNCH[stage])
-            warps, stages, *keys = (int(v) for v in setting.split(","))
-            LAUNCH[stage].update(warps=warps, stages=stages, keys=keys[0] if keys else default["keys"])
+            LAUNCH[stage].update(warps=warps, stages=stages, keys=keys or default["keys"])
             record(seq, f"{stage}:w{warps}s{stages}k{LAUNCH[stage]['keys']}", calls[stage],
                    goal if stage == "slc_fwd" else math.nan)
             LAUNCH[stage].update(default)
