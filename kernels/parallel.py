@@ -31,19 +31,6 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 SUPPORTED_GROUPS = (1, 2, 4, 8, 16)
 SUPPORTED_SLC_BLOCKS = (16, 32, 64, 128)
 
-# The window branch needs only q, k and v: on CUDA, with "window" set, it runs on a second stream
-# (of this priority: lower is sooner) beside the compressed -> select -> selected-block chain.
-OVERLAP = {"window": False, "priority": 0}
-_SIDE_STREAMS: dict[tuple[int, int], torch.cuda.Stream] = {}
-
-
-def _side_stream(device: torch.device, priority: int) -> torch.cuda.Stream:
-    """One cached side stream per (device, priority)."""
-    key = (device.index if device.index is not None else torch.cuda.current_device(), priority)
-    if key not in _SIDE_STREAMS:
-        _SIDE_STREAMS[key] = torch.cuda.Stream(device=key[0], priority=priority)
-    return _SIDE_STREAMS[key]
-
 
 def check_supported(q, k, v, config: NSAConfig) -> None:
     """Raise ValueError naming what the Triton kernels support if these inputs are outside it."""
@@ -115,30 +102,12 @@ class _Prepared:
         return band_attn_fwd(self.q, self.kw, self.vw, Band.window(self.config), self.scale)
 
     def branches(self, indices=None):
-        """The three branches' outputs and lses and the indices (selected here unless given); the
-        window branch on a side stream where OVERLAP says so."""
-        indices = None if indices is None else self.check_indices(indices)
-        if not (OVERLAP["window"] and self.q.is_cuda):
-            o_cmp, o_slc, lse_cmp, lse_slc, indices = self._chain(indices)
-            o_win, lse_win = self.win_attn()
-        else:
-            main = torch.cuda.current_stream(self.q.device)
-            side = _side_stream(self.q.device, OVERLAP["priority"])
-            side.wait_stream(main)
-            with torch.cuda.stream(side):
-                o_win, lse_win = self.win_attn()
-            o_cmp, o_slc, lse_cmp, lse_slc, indices = self._chain(indices)
-            main.wait_stream(side)
-            o_win.record_stream(main)
-            lse_win.record_stream(main)
-        return (o_cmp, o_slc, o_win), (lse_cmp, lse_slc, lse_win), indices
-
-    def _chain(self, indices):
-        """The compressed and selected branches' outputs and lses, and the indices (selected here if None)."""
+        """The three branches' outputs and lses and the indices (selected here unless given)."""
         o_cmp, lse_cmp = self.cmp_attn()
-        indices = self.select(lse_cmp) if indices is None else indices
+        indices = self.select(lse_cmp) if indices is None else self.check_indices(indices)
         o_slc, lse_slc = self.slc_attn(indices)
-        return o_cmp, o_slc, lse_cmp, lse_slc, indices
+        o_win, lse_win = self.win_attn()
+        return (o_cmp, o_slc, o_win), (lse_cmp, lse_slc, lse_win), indices
 
     def check_indices(self, indices):
         b, t, _, _ = self.q.shape

@@ -13,8 +13,7 @@ it times, in one process and with the sweep's timing (time_calls, L2 flushed by 
     "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling);
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
-With --overlap, the forward again with its window branch on a side stream of each priority
-(parallel.OVERLAP). With --backward, the backward's stages too. With --launch slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2, the
+With --backward, the backward's stages too. With --launch slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2, the
 forward (slc_attn_fwd on the kernel's own selection) or the backward's slc_dq stage again under each
 (warps, stages[, keys a tile]) launch setting. --no-tma: the forward and dq kernels
 gather their key/value tiles row by row instead of loading them through tensor descriptors.
@@ -29,7 +28,6 @@ import math
 import torch
 
 from nsa_bench.kernels import nsa_attention_with_indices
-from nsa_bench.kernels.parallel import OVERLAP
 from nsa_bench.kernels.triton_sparse import LAUNCH, slc_attn_fwd
 from nsa_bench.results import ResultWriter
 from nsa_bench.suites.kernel_bench import build_case
@@ -68,7 +66,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--backward", action="store_true")
     ap.add_argument("--no-tma", action="store_true")
-    ap.add_argument("--overlap", action="store_true")
     ap.add_argument("--launch", type=launch_item, nargs="*", default=[],
                     help="stage:warps,stages[,keys] items, e.g. slc_fwd:1,2,32 slc_dq:1,2")
     args = ap.parse_args()
@@ -87,12 +84,7 @@ def main() -> None:
     for seq in (int(s) for s in args.lengths.split(",")):
         fa2 = record(seq, "fa2_fwd", build_case("fa2", spec, seq, "fwd").call, math.nan)
         goal = fa2 / 1.5
-        nsa_fwd = build_case("nsa", spec, seq, "fwd").call
-        record(seq, "nsa_fwd", nsa_fwd, goal)
-        for priority in (0, -1) if args.overlap else ():
-            OVERLAP.update(window=True, priority=priority)
-            record(seq, f"nsa_fwd:overlap_p{priority}", nsa_fwd, goal)
-            OVERLAP.update(window=False, priority=0)
+        record(seq, "nsa_fwd", build_case("nsa", spec, seq, "fwd").call, goal)
         for mode in ("fwd", "bwd") if args.backward else ("fwd",):
             for name, case in nsa_stage_cases(spec, seq, mode):
                 record(seq, f"{mode}_stage:{name}", case.call, goal if mode == "fwd" else math.nan)

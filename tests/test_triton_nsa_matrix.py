@@ -146,30 +146,3 @@ def test_paper_config_on_gpu(seq, kv_heads):
     bwd_tol = tolerance(torch.bfloat16, backward=True)
     assert bwd.max_rel_err <= bwd_tol, f"backward err {bwd.max_rel_err:.2e} (seed {seed})"
     assert bwd.rows == 1024 and bwd.tie_rows <= bwd.rows // 10, f"{bwd} (seed {seed})"
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(NO_GPU, reason="streams need CUDA")
-@pytest.mark.parametrize("priority", [0, -1])
-def test_window_overlap_matches_sequential(priority, monkeypatch):
-    """The window branch on a side stream (parallel.OVERLAP) gives the sequential forward's output
-    and selection bit for bit, and its gradients to bf16's default closeness (dk/dv add chunks
-    atomically, in any order) (bf16, paper config, T=4096)."""
-    from nsa_bench.kernels import parallel
-
-    config = NSAConfig.parse(PAPER)
-    x, _ = make_inputs(1, 4096, 32, 2, 128, 128, config, torch.bfloat16, device="cuda")
-    dout = torch.randn_like(x["q"])
-
-    def run(window: bool):
-        monkeypatch.setitem(parallel.OVERLAP, "window", window)
-        monkeypatch.setitem(parallel.OVERLAP, "priority", priority)
-        args = {n: x[n].detach().clone().requires_grad_() for n in NAMES[:8]}
-        out, indices = nsa_attention_with_indices(**args, config=config)
-        out.backward(dout)
-        return [out, indices] + [args[n].grad for n in NAMES[:8]]
-
-    got, want = run(True), run(False)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    for name, g, w in zip(NAMES, got[2:], want[2:]):
-        torch.testing.assert_close(g, w, msg=lambda m, name=name: f"d{name}: {m}")
