@@ -4,8 +4,9 @@ Forward stages (each a Triton launch, in this order):
   cmp_attn  compressed attention -> o_cmp and its base-2 log-sum-exp (triton_band.py)
   select    importance from p_cmp (recomputed with that lse) + top-n -> indices (triton_select.py)
   slc_attn  attention over the selected blocks -> o_slc (triton_sparse.py)
-  win_attn  sliding-window attention -> o_win (triton_band.py)
-  combine   gated sum of the three branch outputs (triton_gates.py)
+  win_gated sliding-window attention -> o_win, and in its epilogue the gated sum of the three
+            branch outputs -> out (triton_band.py, triton_gates.py); without gradients to keep
+            (no_grad, or no input requiring one) o_win and its lse are not stored
 Backward: gate gradients, deltas and each branch's output gradient, then each branch's dq
 (accumulated into one fp32 dq) and dk/dv (fp32 buffers shared where branches share k/v),
 reusing the forward's indices.
@@ -21,9 +22,9 @@ import torch
 
 from .config import NSAConfig
 from .inputs import check_nsa_inputs
-from .triton_band import Band, band_attn_bwd_dkv, band_attn_bwd_dq, band_attn_fwd
+from .triton_band import Band, band_attn_bwd_dkv, band_attn_bwd_dq, band_attn_fwd, band_attn_fwd_gated
 from .triton_common import new_output, token_major
-from .triton_gates import gate_grads, gated_sum
+from .triton_gates import gate_grads
 from .triton_select import CHUNK_BLOCKS, select_blocks
 from .triton_sparse import block_token_index, slc_attn_bwd_dkv, slc_attn_bwd_dq, slc_attn_fwd
 
@@ -98,16 +99,18 @@ class _Prepared:
     def slc_attn(self, indices):
         return slc_attn_fwd(self.q, self.ks, self.vs, indices, self.config, self.scale)
 
-    def win_attn(self):
-        return band_attn_fwd(self.q, self.kw, self.vw, Band.window(self.config), self.scale)
+    def win_gated(self, o_cmp, o_slc, keep: bool):
+        return band_attn_fwd_gated(self.q, self.kw, self.vw, Band.window(self.config), self.scale,
+                                   o_cmp, o_slc, self.g_cmp, self.g_slc, self.g_win, keep)
 
-    def branches(self, indices=None):
-        """The three branches' outputs and lses and the indices (selected here unless given)."""
+    def forward(self, indices=None, keep: bool = True):
+        """out, the three branches' outputs and lses (the window's None unless keep), and the
+        indices (selected here unless given)."""
         o_cmp, lse_cmp = self.cmp_attn()
         indices = self.select(lse_cmp) if indices is None else self.check_indices(indices)
         o_slc, lse_slc = self.slc_attn(indices)
-        o_win, lse_win = self.win_attn()
-        return (o_cmp, o_slc, o_win), (lse_cmp, lse_slc, lse_win), indices
+        out, o_win, lse_win = self.win_gated(o_cmp, o_slc, keep)
+        return out, (o_cmp, o_slc, o_win), (lse_cmp, lse_slc, lse_win), indices
 
     def check_indices(self, indices):
         b, t, _, _ = self.q.shape
@@ -123,8 +126,7 @@ class NSAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win, config, scale, indices):
         p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
-        o, lse, indices = p.branches(indices)
-        out = gated_sum(*o, p.g_cmp, p.g_slc, p.g_win)
+        out, o, lse, indices = p.forward(indices)
         ctx.prepared = p
         ctx.save_for_backward(*o, *lse, indices)
         ctx.mark_non_differentiable(indices)
@@ -225,9 +227,14 @@ def nsa_attention_with_indices(
     *, k_slc=None, v_slc=None, k_win=None, v_win=None, scale=None, indices=None,
 ):
     """nsa_attention that also returns the selected blocks [B,T,H,n] int32 (ascending, -1
-    padded); given `indices`, those blocks are used instead of the kernel's own selection."""
-    return NSAFunction.apply(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win,
-                             config, scale, indices)
+    padded); given `indices`, those blocks are used instead of the kernel's own selection.
+    Without gradients to keep, no branch output is kept for a backward."""
+    tensors = (q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, k_slc, v_slc, k_win, v_win)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return NSAFunction.apply(*tensors, config, scale, indices)
+    p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
+    out, _, _, indices = p.forward(indices, keep=False)
+    return out, indices
 
 
 def nsa_attention(
@@ -252,21 +259,19 @@ def nsa_forward_stages(
     """The forward split into its stages, for timing each alone.
 
     Runs the forward once to get every stage's inputs, then returns, in order,
-    [("cmp_attn", f), ("select", f), ("slc_attn", f), ("win_attn", f), ("combine", f)]:
-    each f() launches just that stage (compressed attention + lse; importance + top-n;
-    selected-block attention; sliding window; gated sum) on the precomputed inputs and
-    returns its output. The sum of the stage times is the forward's time (k/v compression,
+    [("cmp_attn", f), ("select", f), ("slc_attn", f), ("win_gated", f)]: each f() launches just
+    that stage (compressed attention + lse; importance + top-n; selected-block attention;
+    sliding window with the gated sum, as without gradients: (out, None, None)) on the
+    precomputed inputs and returns its output. The sum of the stage times is the forward's time (k/v compression,
     done by the caller, not included).
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
-    with torch.no_grad():
-        o, lse, indices = p.branches()
+    _, o, lse, indices = p.forward(keep=False)
     return [
         ("cmp_attn", p.cmp_attn),
         ("select", lambda: p.select(lse[0])),
         ("slc_attn", lambda: p.slc_attn(indices)),
-        ("win_attn", p.win_attn),
-        ("combine", lambda: gated_sum(*o, p.g_cmp, p.g_slc, p.g_win)),
+        ("win_gated", lambda: p.win_gated(o[0], o[1], keep=False)),
     ]
 
 
@@ -292,7 +297,7 @@ def nsa_backward_stages(
     """
     p = _Prepared(q, k, v, k_cmp, v_cmp, g_cmp, g_slc, g_win, config, k_slc, v_slc, k_win, v_win, scale)
     with torch.no_grad():
-        o, lse, indices = p.branches()
+        _, o, lse, indices = p.forward()
         steps = _BackwardSteps(p, dout.contiguous(), *o, *lse, indices)
         steps.gate_grads()
         steps.slc_index()

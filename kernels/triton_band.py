@@ -26,9 +26,10 @@ import triton
 import triton.language as tl
 
 from .triton_common import dot_precision, kv_strides, new_output, next_pow2
+from .triton_gates import store_gated_sum
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
-    softmax_state, softmax_update, store_dq, store_softmax_result,
+    softmax_result, softmax_state, softmax_update, store_dq, store_rows,
 )
 
 LOG2E = 1.4426950408889634
@@ -101,13 +102,15 @@ def _band_keys(t, t0, T, BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, 
 
 @triton.jit
 def _band_fwd_kernel(
-    Q, K, V, O, LSE, T, NK, qk_scale,
+    Q, K, V, O, LSE, OC, OS, GC, GS, GW, OUT, T, NK, qk_scale, s_g_t,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
 ):
-    """O and LSE of BT tokens x the G query heads of one KV head. Grid (cdiv(T, BT), B * H)."""
+    """O and LSE of BT tokens x the G query heads of one KV head (each skipped if None); with OUT,
+    also the gated sum OUT = GC * OC + GS * OS + GW * O of those rows (gates token-major, token
+    stride s_g_t). Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
     b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
     offk = tl.arange(0, BDK)
@@ -123,7 +126,12 @@ def _band_fwd_kernel(
         vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
         voff = kv_offsets(b, kk, NK, h, s_v_t, s_v_h)  # [BN]
         m_i, l_i, acc = softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
-    store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV)
+    o, lse = softmax_result(m_i, l_i, acc)  # [BM, BDV], [BM]
+    if O is not None:
+        store_rows(O, row, rmask, offv, o, DV)
+        tl.store(LSE + row, lse, mask=rmask)
+    if OUT is not None:
+        store_gated_sum(OUT, OC, OS, GC, GS, GW, row, rmask, offv, o, s_g_t, HQ, DV)
 
 
 @triton.jit
@@ -231,15 +239,37 @@ def _launch_args(q, k, v, band: Band, kind: str):
 
 def band_attn_fwd(q, k, v, band: Band, scale: float):
     """Output [B,T,HQ,dv] (dtype of q) and base-2 lse [B,T,HQ] fp32 of banded attention."""
-    bsz, seq, hq, _ = q.shape
-    nk, h, dv = k.shape[1], k.shape[2], v.shape[3]
-    _, bt, consts = _launch_args(q, k, v, band, "fwd")
-    o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
-    lse = new_output((bsz, seq, hq), torch.float32, q.device)
-    _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
-        Q=q, K=k, V=v, O=o, LSE=lse, T=seq, NK=nk, qk_scale=scale * LOG2E, **kv_strides(k, v), **consts,
-    )
+    o, lse = _branch_outputs(q, v)
+    _band_fwd(q, k, v, band, scale, O=o, LSE=lse)
     return o, lse
+
+
+def band_attn_fwd_gated(q, k, v, band: Band, scale: float, o_cmp, o_slc, g_cmp, g_slc, g_win, keep: bool):
+    """This band's attention (the window's) and, in its epilogue, the gated sum of the three
+    branches: (out [B,T,HQ,dv], this branch's output and lse, or None, None unless keep). The
+    gates are token-major with equal strides (parallel.py's _Prepared sees to it)."""
+    o, lse = _branch_outputs(q, v) if keep else (None, None)
+    out = new_output((*q.shape[:3], v.shape[3]), q.dtype, q.device)
+    _band_fwd(q, k, v, band, scale, O=o, LSE=lse, OC=o_cmp, OS=o_slc, GC=g_cmp, GS=g_slc, GW=g_win, OUT=out,
+              s_g_t=g_cmp.stride(1))
+    return out, o, lse
+
+
+def _branch_outputs(q, v):
+    """Empty output [B,T,HQ,dv] (dtype of q) and lse [B,T,HQ] fp32 of a branch."""
+    return (new_output((*q.shape[:3], v.shape[3]), q.dtype, q.device),
+            new_output(q.shape[:3], torch.float32, q.device))
+
+
+def _band_fwd(q, k, v, band: Band, scale: float, **outputs):
+    """Launch _band_fwd_kernel with these of its output arguments (the others None)."""
+    bsz, seq = q.shape[:2]
+    nk, h = k.shape[1], k.shape[2]
+    _, bt, consts = _launch_args(q, k, v, band, "fwd")
+    args = {**dict(O=None, LSE=None, OC=None, OS=None, GC=None, GS=None, GW=None, OUT=None, s_g_t=0), **outputs}
+    _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
+        Q=q, K=k, V=v, T=seq, NK=nk, qk_scale=scale * LOG2E, **args, **kv_strides(k, v), **consts,
+    )
 
 
 def band_attn_bwd_dq(q, k, v, do, lse, delta, band: Band, scale: float, dq_out, dq_in=None):

@@ -1,6 +1,7 @@
 """The gated sum of the three NSA branches in Triton, and its backward preparation.
 
-Forward: out = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win per (token, query head) row.
+Forward: out = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win per (token, query head) row, stored
+by the window kernel's epilogue (store_gated_sum; the window branch runs last).
 Backward: the gate gradients dg_b = rowsum(dO * o_b), each branch's output gradient
 dO_b = g_b * dO (in dO's dtype, read unchanged by the branch's dq and dk/dv kernels) and its
 softmax correction delta_b = rowsum(dO_b * o_b) = g_b * dg_b.
@@ -47,14 +48,15 @@ def _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ: tl.constexpr):
 
 
 @triton.jit
-def _gated_sum_kernel(OC, OS, OW, GC, GS, GW, OUT, NROWS, s_g_t: tl.constexpr, HQ: tl.constexpr, DV: tl.constexpr,
-                      BDV: tl.constexpr, BR: tl.constexpr):
-    """OUT = GC * OC + GS * OS + GW * OW for BR rows (token, query head). Grid (cdiv(NROWS, BR),)."""
-    rows, rmask, mask, offs = _gate_rows(NROWS, DV, BDV, BR)
-    gc, gs, gw = _load_gates(GC, GS, GW, rows, rmask, s_g_t, HQ)
-    out = gc[:, None] * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32)  # [BR, BDV]
+def store_gated_sum(OUT, OC, OS, GC, GS, GW, row, rmask, offv, o_win, s_g_t, HQ: tl.constexpr, DV: tl.constexpr):
+    """OUT[row] = GC * OC[row] + GS * OS[row] + GW * o_win for flat rows row (token * HQ + head)
+    [BM] of a tile whose window output o_win [BM, BDV] (fp32) is still in registers."""
+    gc, gs, gw = _load_gates(GC, GS, GW, row, rmask, s_g_t, HQ)  # [BM] each
+    mask = rmask[:, None] & (offv[None, :] < DV)  # [BM, BDV]
+    offs = row[:, None] * DV + offv[None, :]  # [BM, BDV]
+    out = gw[:, None] * o_win  # [BM, BDV]
+    out += gc[:, None] * tl.load(OC + offs, mask=mask, other=0.0).to(tl.float32)
     out += gs[:, None] * tl.load(OS + offs, mask=mask, other=0.0).to(tl.float32)
-    out += gw[:, None] * tl.load(OW + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=mask)
 
 
@@ -81,19 +83,6 @@ def _gate_grad_kernel(
     tl.store(DOB + offs, (do * gc[:, None]).to(DOB.dtype.element_ty), mask=mask)
     tl.store(DOB + branch + offs, (do * gs[:, None]).to(DOB.dtype.element_ty), mask=mask)
     tl.store(DOB + 2 * branch + offs, (do * gw[:, None]).to(DOB.dtype.element_ty), mask=mask)
-
-
-def gated_sum(o_cmp, o_slc, o_win, g_cmp, g_slc, g_win) -> torch.Tensor:
-    """g_cmp * o_cmp + g_slc * o_slc + g_win * o_win, [B,T,HQ,dv] in the outputs' dtype (the
-    gates token-major with equal strides: parallel.py's _Prepared sees to it)."""
-    dv = o_cmp.shape[-1]
-    n_rows = o_cmp.numel() // dv
-    out = new_output(o_cmp.shape, o_cmp.dtype, o_cmp.device)
-    _gated_sum_kernel[(triton.cdiv(n_rows, ROWS),)](
-        OC=o_cmp, OS=o_slc, OW=o_win, GC=g_cmp, GS=g_slc, GW=g_win, OUT=out, NROWS=n_rows,
-        s_g_t=g_cmp.stride(1), HQ=g_cmp.shape[2], DV=dv, BDV=next_pow2(dv), BR=ROWS, num_warps=4,
-    )
-    return out
 
 
 def gate_grads(do, o_cmp, o_slc, o_win, g_cmp, g_slc, g_win):

@@ -65,12 +65,25 @@ def softmax_update_values(s, vis, v, m_i, l_i, acc, PREC: tl.constexpr):
 
 
 @triton.jit
-def store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV: tl.constexpr):
-    """Write the normalised output O[row] and base-2 LSE[row] (+inf for a row with no key)."""
+def softmax_result(m_i, l_i, acc):
+    """The normalised output [BM, BDV] fp32 and base-2 lse [BM] (+inf for a row with no key)."""
     has = l_i > 0  # [BM]
     o = acc / tl.where(has, l_i, 1.0)[:, None]  # [BM, BDV]
     lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("inf"))  # [BM]
-    tl.store(O + row[:, None] * DV + offv[None, :], o.to(O.dtype.element_ty), mask=rmask[:, None] & (offv[None, :] < DV))
+    return o, lse
+
+
+@triton.jit
+def store_rows(PTR, row, rmask, cols, x, D: tl.constexpr):
+    """PTR[row, cols] = x [BM, BD] in PTR's dtype, for a row-major [*, D] tensor, inside rmask and D."""
+    tl.store(PTR + row[:, None] * D + cols[None, :], x.to(PTR.dtype.element_ty), mask=rmask[:, None] & (cols[None, :] < D))
+
+
+@triton.jit
+def store_softmax_result(O, LSE, row, rmask, offv, m_i, l_i, acc, DV: tl.constexpr):
+    """Write the normalised output O[row] and base-2 LSE[row] (+inf for a row with no key)."""
+    o, lse = softmax_result(m_i, l_i, acc)
+    store_rows(O, row, rmask, offv, o, DV)
     tl.store(LSE + row, lse, mask=rmask)
 
 

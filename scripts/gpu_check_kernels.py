@@ -184,7 +184,9 @@ def attention_flops(p: Problem, config: NSAConfig, mode: str):
 
 TUNE_FWD = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
             dict(rows=128, keys=64, warps=8, stages=2), dict(rows=128, keys=64, warps=8, stages=3),
-            dict(rows=64, keys=128, warps=8, stages=2)]
+            dict(rows=64, keys=128, warps=8, stages=2), dict(rows=64, keys=64, warps=4, stages=4),
+            dict(rows=128, keys=64, warps=4, stages=3), dict(rows=64, keys=128, warps=4, stages=3),
+            dict(rows=128, keys=128, warps=8, stages=2), dict(rows=32, keys=64, warps=4, stages=3)]
 TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
            dict(rows=64, keys=32, warps=4, stages=3), dict(rows=128, keys=64, warps=8, stages=2),
            dict(rows=128, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),
@@ -202,7 +204,7 @@ TUNE = {  # stage -> (settings dict, key, candidates)
     "select": (triton_select.LAUNCH, "select", [dict(rows=64, warps=4, stages=2), dict(rows=64, warps=4, stages=3),
                                                  dict(rows=64, warps=8, stages=2), dict(rows=128, warps=8, stages=2)]),
     "slc_attn": (triton_sparse.LAUNCH, "slc_fwd", TUNE_SLC),
-    "win_attn": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
+    "win_gated": (triton_band.LAUNCH, "win_fwd", TUNE_FWD),
     "cmp_dq": (triton_band.LAUNCH, "cmp_dq", TUNE_DQ),
     "cmp_dkv": (triton_band.LAUNCH, "cmp_dkv", [dict(c, seg=s) for c in TUNE_DKV for s in (1024, 2048, 4096)]),
     "slc_dq": (triton_sparse.LAUNCH, "slc_dq", TUNE_SLC[:4]),  # 1 warp spills (1.5x slower)
@@ -324,7 +326,7 @@ def matrix_instructions(writer):
         "band_fwd": triton_band._band_fwd_kernel, "band_dq": triton_band._band_dq_kernel,
         "band_dkv": triton_band._band_dkv_kernel, "select": triton_select._select_blocks_kernel,
         "slc_fwd": triton_sparse._slc_fwd_kernel, "slc_dq": triton_sparse._slc_dq_kernel,
-        "slc_dkv": triton_sparse._slc_dkv_kernel, "combine": triton_gates._gated_sum_kernel,
+        "slc_dkv": triton_sparse._slc_dkv_kernel, "gate_grads": triton_gates._gate_grad_kernel,
     }
     for name, fn in kernels.items():
         seen = set()

@@ -131,16 +131,17 @@ def graphed(case: Case) -> Case:
 # which matmuls it runs: a dq pass recomputes QK^T and dP and forms dQ (3 matmuls, 1.5x the
 # forward's 2), a dk/dv pass also recomputes them and forms dK and dV (2x), a fused one 2.5x.
 STAGE_BRANCHES = {"compress": ["compress"], "cmp": ["cmp_attn"], "select": ["importance", "topk"],
-                  "slc": ["slc_attn"], "win": ["win_attn"], "combine": ["gates"], "gate": ["gates"]}
+                  "slc": ["slc_attn"], "win": ["win_attn"], "gate": ["gates"],
+                  "win_gated": ["win_attn", "gates"]}  # a stage's full name, where it fuses more than its branch
 BACKWARD_STAGE_FACTORS = {"dq": 1.5, "dkv": 2.0, "bwd": BACKWARD_MATMUL_FACTOR}
-EXPECTED_STAGES = {"fwd": 6, "bwd": 8}  # for the progress bar only
+EXPECTED_STAGES = {"fwd": 5, "bwd": 8}  # for the progress bar only
 
 
 def stage_flops(spec: KernelBenchSpec, seq_len: int, mode: str, stage: str) -> float:
     """Counted FLOPs of one named kernel stage (see STAGE_BRANCHES); NaN for an unknown name, 0 for
     bookkeeping stages (e.g. building an index)."""
     branch, _, what = stage.partition("_")
-    parts = STAGE_BRANCHES.get(branch)
+    parts = STAGE_BRANCHES.get(stage, STAGE_BRANCHES.get(branch))
     if parts is None:
         return math.nan
     factor = 1.0

@@ -127,7 +127,8 @@ def test_stage_flops_follow_the_kernel_stage_names():
     cmp = nsa_stage_flops(p, PAPER, "cmp_attn")
     assert kc.stage_flops(spec, 2048, "fwd", "cmp_attn") == cmp
     assert kc.stage_flops(spec, 2048, "fwd", "select") == nsa_stage_flops(p, PAPER, "importance")
-    assert kc.stage_flops(spec, 2048, "fwd", "combine") == nsa_stage_flops(p, PAPER, "gates")
+    win_gated = nsa_stage_flops(p, PAPER, "win_attn") + nsa_stage_flops(p, PAPER, "gates")
+    assert kc.stage_flops(spec, 2048, "fwd", "win_gated") == win_gated
     assert kc.stage_flops(spec, 2048, "bwd", "cmp_bwd") == 2.5 * cmp  # fused: all five matmuls
     assert kc.stage_flops(spec, 2048, "bwd", "cmp_dq") == 1.5 * cmp  # QK^T, dP, dQ
     assert kc.stage_flops(spec, 2048, "bwd", "win_dkv") == 2.0 * nsa_stage_flops(p, PAPER, "win_attn")

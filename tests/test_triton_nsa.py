@@ -88,10 +88,24 @@ def test_stage_api_reproduces_the_forward():
     x, seed = make_inputs(1, 40, 2, 1, 16, 16, config, torch.float16)
     out, indices = call(nsa_attention_with_indices, x, config)
     stages = call(nsa_forward_stages, x, config)
-    assert [name for name, _ in stages] == ["cmp_attn", "select", "slc_attn", "win_attn", "combine"]
+    assert [name for name, _ in stages] == ["cmp_attn", "select", "slc_attn", "win_gated"]
     results = {name: f() for name, f in stages}
     assert torch.equal(results["select"], indices)
-    assert torch.equal(results["combine"], out), f"seed {seed}"
+    assert torch.equal(results["win_gated"][0], out), f"seed {seed}"
+
+
+def test_forward_without_gradients_matches_the_autograd_forward():
+    """Without gradients to keep (no_grad, or no input requiring one) the window's output is not
+    stored; the gated sum and the selection are those of the forward that keeps it, bit for bit."""
+    config = NSAConfig.parse("8/4/16/4/32")
+    x, seed = make_inputs(1, 53, 4, 2, 16, 16, config, torch.float16, separate=True)
+    kept, kept_idx = call(nsa_attention_with_indices, {n: t.clone().requires_grad_() for n, t in x.items()}, config)
+    plain, plain_idx = call(nsa_attention_with_indices, x, config)
+    with torch.no_grad():
+        no_grad, _ = call(nsa_attention_with_indices, {n: t.clone().requires_grad_() for n, t in x.items()}, config)
+    assert kept.requires_grad and not plain.requires_grad and not no_grad.requires_grad
+    assert torch.equal(kept_idx, plain_idx), f"seed {seed}"
+    assert torch.equal(kept.detach(), plain) and torch.equal(plain, no_grad), f"seed {seed}"
 
 
 BRANCH_GATES = {"cmp": "g_cmp", "slc": "g_slc", "win": "g_win"}
