@@ -34,9 +34,11 @@ from .triton_tiles import (
 # forward's one warp and both TMA settings come from H200 A/B runs: one warp needs no cross-warp
 # softmax reductions (8k: 1.40 against 1.53 ms, results/slc_launch_h200_fa67bc9.log); TMA
 # issues one bulk copy per tile instead of a 64-row gather (forward 1.55 against 1.76 ms,
-# results/slc_tma_h200_ca09db5*.log).
+# results/slc_tma_h200_ca09db5*.log). The forward's 32-key tiles in 3 stages: 1.347 against 1.367 ms
+# at 8k (the tuner, results/tune_h200_8k_a6d7043.log), 13.16 against 13.27 at 64k
+# (results/slc_overlap_h200_b578eef.log).
 LAUNCH = {
-    "slc_fwd": {"warps": 1, "stages": 2, "tma": True, "keys": 64},
+    "slc_fwd": {"warps": 1, "stages": 3, "tma": True, "keys": 32},
     "slc_dq": {"warps": 2, "stages": 2, "tma": True, "keys": 64},
     "slc_dkv": {"rows": 64, "warps": 4, "stages": 2, "chunk": 1024},
 }
