@@ -101,49 +101,31 @@ def _band_keys(t, t0, T, BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, 
 
 
 @triton.jit
-def _band_full_keys(t0, T, BT: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr,
-                    FULL_TILES: tl.constexpr):
-    """Keys full_lo..full_hi that every row of the program sees (FULL_TILES False: none), so a key
-    tile inside them needs no band mask."""
-    if FULL_TILES:
-        full_lo = tl.maximum(_band_lo(_band_hi(tl.minimum(t0 + BT, T) - 1, OFF, STRIDE), WIN), 0)
-        full_hi = _band_hi(t0, OFF, STRIDE)
-    else:
-        full_lo = t0 * 0 + 1
-        full_hi = t0 * 0
-    return full_lo, full_hi
-
-
-@triton.jit
 def _band_fwd_kernel(
     Q, K, V, O, LSE, OC, OS, GC, GS, GW, OUT, T, NK, qk_scale, s_g_t,
     s_k_t: tl.constexpr, s_k_h: tl.constexpr, s_v_t: tl.constexpr, s_v_h: tl.constexpr,
     HQ: tl.constexpr, H: tl.constexpr, G: tl.constexpr,
     DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     BT: tl.constexpr, BN: tl.constexpr, OFF: tl.constexpr, STRIDE: tl.constexpr, WIN: tl.constexpr, PREC: tl.constexpr,
-    FULL_TILES: tl.constexpr,
 ):
     """O and LSE of BT tokens x the G query heads of one KV head (each skipped if None); with OUT,
     also the gated sum OUT = GC * OC + GS * OS + GW * O of those rows (gates token-major, token
-    stride s_g_t). FULL_TILES: key tiles that every row sees whole skip the band mask.
-    Grid (cdiv(T, BT), B * H)."""
+    stride s_g_t). Grid (cdiv(T, BT), B * H)."""
     BM: tl.constexpr = BT * G
     b, h, t0, t, rmask, row = _band_query_rows(T, HQ, H, G, BT)
     offk = tl.arange(0, BDK)
     offv = tl.arange(0, BDV)
     q = load_rows(Q, row, rmask, offk, DK)  # [BM, BDK]
     hi, lo, start, end = _band_keys(t, t0, T, BT, BN, OFF, STRIDE, WIN)
-    full_lo, full_hi = _band_full_keys(t0, T, BT, OFF, STRIDE, WIN, FULL_TILES)
     m_i, l_i, acc = softmax_state(BM, BDV)  # [BM], [BM], [BM, BDV]
     for n0 in range(start, end, BN):
         kk = n0 + tl.arange(0, BN)  # [BN]
         kmask = kk < NK  # [BN]
         k = load_tile(K, kv_offsets(b, kk, NK, h, s_k_t, s_k_h), kmask, offk, DK)  # [BN, BDK]
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # [BM, BN]
-        if (n0 < full_lo) | (n0 + BN - 1 > full_hi):  # a tile some row sees only in part
-            s = tl.where((kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None]), s, float("-inf"))
+        vis = (kk[None, :] <= hi[:, None]) & (kk[None, :] >= lo[:, None])  # [BM, BN]
         voff = kv_offsets(b, kk, NK, h, s_v_t, s_v_h)  # [BN]
-        m_i, l_i, acc = softmax_update(s, None, V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
+        m_i, l_i, acc = softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV, PREC)
     o, lse = softmax_result(m_i, l_i, acc)  # [BM, BDV], [BM]
     if O is not None:
         store_rows(O, row, rmask, offv, o, DV)
@@ -222,15 +204,14 @@ def _band_dkv_kernel(
 
 
 # Launch settings per branch ("cmp"/"win") and kernel: query rows per program (tokens * G),
-# keys per tile, warps, pipeline stages, for the forward whether tiles every row sees whole skip
-# the band mask (full_tiles), and for dkv the query tokens per program (segment),
+# keys per tile, warps, pipeline stages, and for dkv the query tokens per program (segment),
 # halved down to min_seg while the grid has fewer than min_programs programs (at short lengths
 # the compressed branch has few key tiles, and half its segments are empty: causal).
 # Chosen on the H200 by scripts/gpu_check_kernels.py --tune (B=1, HQ=64, H=4, d=128, T=64k;
 # results/tune_h200.log, and for the dk/dv kernels results/tune_h200_dkv.log).
 LAUNCH = {
-    "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3, "full_tiles": True},
-    "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3, "full_tiles": True},
+    "cmp_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
+    "win_fwd": {"rows": 64, "keys": 64, "warps": 4, "stages": 3},
     "cmp_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "win_dq": {"rows": 64, "keys": 64, "warps": 4, "stages": 2},
     "cmp_dkv": {"rows": 64, "keys": 128, "warps": 8, "stages": 3, "seg": 2048, "min_programs": 1024, "min_seg": 256},
@@ -284,11 +265,10 @@ def _band_fwd(q, k, v, band: Band, scale: float, **outputs):
     """Launch _band_fwd_kernel with these of its output arguments (the others None)."""
     bsz, seq = q.shape[:2]
     nk, h = k.shape[1], k.shape[2]
-    cfg, bt, consts = _launch_args(q, k, v, band, "fwd")
+    _, bt, consts = _launch_args(q, k, v, band, "fwd")
     args = {**dict(O=None, LSE=None, OC=None, OS=None, GC=None, GS=None, GW=None, OUT=None, s_g_t=0), **outputs}
     _band_fwd_kernel[(triton.cdiv(seq, bt), bsz * h)](
-        Q=q, K=k, V=v, T=seq, NK=nk, qk_scale=scale * LOG2E, FULL_TILES=cfg["full_tiles"], **args,
-        **kv_strides(k, v), **consts,
+        Q=q, K=k, V=v, T=seq, NK=nk, qk_scale=scale * LOG2E, **args, **kv_strides(k, v), **consts,
     )
 
 

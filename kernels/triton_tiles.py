@@ -53,10 +53,8 @@ def softmax_update(s, vis, V, voff, kmask, offv, m_i, l_i, acc, DV: tl.constexpr
 
 @triton.jit
 def softmax_update_values(s, vis, v, m_i, l_i, acc, PREC: tl.constexpr):
-    """softmax_update with the key tile's values v [BN, BDV] already loaded (vis None: s is
-    already -inf where a key is hidden)."""
-    if vis is not None:
-        s = tl.where(vis, s, float("-inf"))  # [BM, BN]
+    """softmax_update with the key tile's values v [BN, BDV] already loaded."""
+    s = tl.where(vis, s, float("-inf"))  # [BM, BN]
     m_new = tl.maximum(m_i, tl.max(s, 1))  # [BM]
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # [BM]
     alpha = tl.exp2(m_i - m_safe)  # [BM]

@@ -182,10 +182,11 @@ def attention_flops(p: Problem, config: NSAConfig, mode: str):
     return fwd if mode == "fwd" else 2.5 * fwd
 
 
-TUNE_FWD = [dict(c, full_tiles=f) for c in (
-    dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
-    dict(rows=128, keys=64, warps=8, stages=3), dict(rows=128, keys=128, warps=8, stages=2)) for f in (True, False)]
-# (64 rows with 128 keys, 4 stages, 128 rows on 4 warps and 32 rows ran 1.4-2.2x slower at 8k: tune_h200_8k_a6d7043.log)
+TUNE_FWD = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
+            dict(rows=128, keys=64, warps=8, stages=2), dict(rows=128, keys=64, warps=8, stages=3),
+            dict(rows=64, keys=128, warps=8, stages=2), dict(rows=64, keys=64, warps=4, stages=4),
+            dict(rows=128, keys=64, warps=4, stages=3), dict(rows=64, keys=128, warps=4, stages=3),
+            dict(rows=128, keys=128, warps=8, stages=2), dict(rows=32, keys=64, warps=4, stages=3)]
 TUNE_DQ = [dict(rows=64, keys=64, warps=4, stages=2), dict(rows=64, keys=64, warps=4, stages=3),
            dict(rows=64, keys=32, warps=4, stages=3), dict(rows=128, keys=64, warps=8, stages=2),
            dict(rows=128, keys=64, warps=8, stages=3), dict(rows=64, keys=128, warps=8, stages=2),

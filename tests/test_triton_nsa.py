@@ -108,23 +108,6 @@ def test_forward_without_gradients_matches_the_autograd_forward():
     assert torch.equal(kept.detach(), plain) and torch.equal(plain, no_grad), f"seed {seed}"
 
 
-def test_full_tiles_skip_only_masks_that_change_nothing(monkeypatch):
-    """Band forward tiles that every row sees whole skip the band mask (LAUNCH full_tiles): with
-    16-key tiles both branches have such tiles here, and the output and selection are those of
-    the kernel that masks every tile, bit for bit."""
-    from nsa_bench.kernels import triton_band
-
-    config = NSAConfig.parse("16/8/32/3/32")
-    x, seed = make_inputs(1, 161, 8, 2, 16, 16, config, torch.float16)
-    results = []
-    for full in (True, False):
-        for key in ("cmp_fwd", "win_fwd"):
-            monkeypatch.setitem(triton_band.LAUNCH, key, dict(triton_band.LAUNCH[key], rows=16, keys=16, full_tiles=full))
-        results.append(call(nsa_attention_with_indices, x, config))
-    (out, idx), (masked_out, masked_idx) = results
-    assert torch.equal(idx, masked_idx) and torch.equal(out, masked_out), f"seed {seed}"
-
-
 BRANCH_GATES = {"cmp": "g_cmp", "slc": "g_slc", "win": "g_win"}
 
 
