@@ -82,7 +82,8 @@ def main() -> None:
         moved = args.programs * args.reads * ROWS * COLS * 2
         for tma in (True, False):
             for warps in (int(w) for w in args.warps.split(",")):
-                t = time_calls(lambda: read_tiles(src, idx, tma, warps), warmup=3, repeats=20, device="cuda")
+                call = lambda src=src, idx=idx, tma=tma, warps=warps: read_tiles(src, idx, tma, warps)  # noqa: E731
+                t = time_calls(call, warmup=3, repeats=20, device="cuda")
                 tbs = moved / (t.ms * 1e-3) / 1e12
                 per_clk = moved / (t.ms * 1e-3) / (sms * args.sm_mhz * 1e6)
                 writer.write({"case": case, "load": "tma" if tma else "gather", "warps": warps, "ms": t.ms,

@@ -12,7 +12,7 @@ set -uo pipefail
 : "${OUT:?set OUT to the folder that comes back}"
 SEQ=${SEQ:-8k,16k,32k,64k}
 IMPLS=${IMPLS:-fa2,cudnn,nsa}
-BASELINE=${BASELINE:-results/kernels_h200_8k_128k_9ad4437.csv}
+BASELINE=${BASELINE:-results/kernels_h200_8k_64k_f819d69.csv}
 status=0
 timeout 150 python scripts/gpu_check_kernels.py --out "$OUT/triton_nsa_check_h200.csv" --lengths "" > "$OUT/check.log" 2>&1 \
   || status=1
