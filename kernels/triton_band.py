@@ -239,7 +239,7 @@ def _launch_args(q, k, v, band: Band, kind: str):
 
 def band_attn_fwd(q, k, v, band: Band, scale: float):
     """Output [B,T,HQ,dv] (dtype of q) and base-2 lse [B,T,HQ] fp32 of banded attention."""
-    o, lse = _branch_outputs(q, v)
+    o, lse = branch_outputs(q, v)
     _band_fwd(q, k, v, band, scale, O=o, LSE=lse)
     return o, lse
 
@@ -248,14 +248,14 @@ def band_attn_fwd_gated(q, k, v, band: Band, scale: float, o_cmp, o_slc, g_cmp, 
     """This band's attention (the window's) and, in its epilogue, the gated sum of the three
     branches: (out [B,T,HQ,dv], this branch's output and lse, or None, None unless keep). The
     gates are token-major with equal strides (parallel.py's _Prepared sees to it)."""
-    o, lse = _branch_outputs(q, v) if keep else (None, None)
+    o, lse = branch_outputs(q, v) if keep else (None, None)
     out = new_output((*q.shape[:3], v.shape[3]), q.dtype, q.device)
     _band_fwd(q, k, v, band, scale, O=o, LSE=lse, OC=o_cmp, OS=o_slc, GC=g_cmp, GS=g_slc, GW=g_win, OUT=out,
               s_g_t=g_cmp.stride(1))
     return out, o, lse
 
 
-def _branch_outputs(q, v):
+def branch_outputs(q, v):
     """Empty output [B,T,HQ,dv] (dtype of q) and lse [B,T,HQ] fp32 of a branch."""
     return (new_output((*q.shape[:3], v.shape[3]), q.dtype, q.device),
             new_output(q.shape[:3], torch.float32, q.device))

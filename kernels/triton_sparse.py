@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .triton_band import LOG2E
-from .triton_common import dot_precision, kv_strides, new_output, next_pow2
+from .triton_band import LOG2E, branch_outputs
+from .triton_common import dot_precision, kv_strides, next_pow2
 from .triton_tiles import (
     add_key_grads, dkv_update, dq_update, key_grad_tile, kv_offsets, load_grad_rows, load_rows, load_tile,
     softmax_state, softmax_update, softmax_update_values, store_dq, store_softmax_result,
@@ -189,10 +189,8 @@ def _slc_dkv_kernel(
 
 def slc_attn_fwd(q, k, v, indices, config, scale: float):
     """Selection-branch output [B,T,HQ,dv] and base-2 lse [B,T,HQ] given indices [B,T,H,n]."""
-    bsz, seq, hq, _ = q.shape
-    h, dv = k.shape[2], v.shape[3]
-    o = new_output((bsz, seq, hq, dv), q.dtype, q.device)
-    lse = new_output((bsz, seq, hq), torch.float32, q.device)
+    bsz, seq, h = q.shape[0], q.shape[1], k.shape[2]
+    o, lse = branch_outputs(q, v)
     cfg = LAUNCH["slc_fwd"]
     _slc_fwd_kernel[(seq, bsz * h)](
         Q=q, IDX=indices, O=o, LSE=lse, T=seq, qk_scale=scale * LOG2E,

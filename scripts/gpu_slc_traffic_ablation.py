@@ -7,10 +7,12 @@ On the sweep's own inputs (suites.kernel_cases.nsa_inputs, paper config, B=1, 64
 it times, in one process and with the sweep's timing (time_calls, L2 flushed by a read):
   - fa2 and nsa forwards (the goal's ratio) and every NSA forward stage;
   - slc_attn_fwd on the kernel's own selection ("selected"), and on edits of it that keep every
-    program's loop, dots and stores but mask some block loads off (a masked tl.load moves no
-    bytes): "no_forced" drops the three forced blocks (0 and the two local ones), the traffic a
-    kernel would have if neighbouring tokens fetched those blocks once, for free;
-    "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling);
+    program's loop, dots and stores but mask some block loads off (a masked gather moves no
+    bytes; with TMA tiles, the default where head dims are powers of two, a dropped block is read
+    as block 0, always hot in L2): "no_forced" drops the three forced blocks (0 and the two local
+    ones), the traffic a kernel would have if neighbouring tokens fetched those blocks once, for free;
+    "no_blocks" drops all of them (what is left: the dots, q loads, o stores, scheduling, and with
+    TMA the reads of one hot block);
   - "local16": every token takes its 16 most recent blocks, so neighbours share all of them (the
     bytes moved are the same as "selected"; only where they come from changes).
 With --backward, the backward's stages too. With --launch slc_fwd:2,3 slc_fwd:1,2,32 slc_dq:1,2, the
